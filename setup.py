@@ -1,0 +1,36 @@
+"""tf_resnet: the networks of "Deep Residual Learning for Image Recognition" in TensorFlow 2."""
+
+import pathlib
+import re
+
+import setuptools
+
+_ROOT = pathlib.Path(__file__).parent
+_VERSION = re.search(r'__version__ = "([^"]+)"',
+                     (_ROOT / "tf_resnet" / "__init__.py").read_text()).group(1)
+
+setuptools.setup(
+    name="tf_resnet",
+    version=_VERSION,
+    description=("He et al. (2015), Deep Residual Learning for Image "
+                 "Recognition: residual and plain networks as tf.Modules, "
+                 "with training, evaluation, export and serving."),
+    long_description=(_ROOT / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11",
+    packages=setuptools.find_packages(include=["tf_resnet", "tf_resnet.*"]),
+    install_requires=[
+        "tensorflow==2.21.*",
+        "tensorflow-serving-api==2.21.*",
+        "tensorflow-datasets>=4.9",
+        "absl-py>=2.0",
+        "grpcio>=1.60",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={
+        "console_scripts": [
+            "tf-resnet-summary=tf_resnet.summary:run",
+        ],
+    },
+)

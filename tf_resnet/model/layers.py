@@ -1,0 +1,254 @@
+"""The networks' building blocks as small `tf.Module`s.
+
+Variables are created eagerly in the constructors from known shapes, so a
+network can be counted, checkpointed and restored before it sees an image.
+Every weight layer reports its multiply-adds to `cost.record`.
+"""
+
+import math
+from typing import Optional
+
+import tensorflow as tf
+
+from tf_resnet.model import cost
+
+_PADDINGS = ("SAME", "VALID")
+
+
+def he_normal(shape: tuple[int, ...], fan_in: int,
+              seed: Optional[int] = None) -> tf.Tensor:
+  """He et al. (2015b) initial weights: N(0, 2 / fan_in).
+
+  "Delving Deep into Rectifiers", which the ResNet paper cites for its
+  initialisation, derives a zero-mean Gaussian with variance 2/n for layers
+  followed by ReLU, with n either the fan-in (forward signal, its Eq. 10) or
+  the fan-out (backward signal, Eq. 14), and shows either keeps deep nets
+  trainable. We use the fan-in form: it is the default of Caffe's "msra"
+  filler, the framework the paper trained in, and it keeps the forward
+  responses' variance constant, which is what the plain/residual comparison
+  (Fig. 7) looks at. The Gaussian is not truncated.
+
+  Args:
+    shape: shape of the weight tensor.
+    fan_in: inputs feeding each output unit (kernel height x width x input
+      channels for a convolution).
+    seed: an optional op-level seed.
+
+  Returns:
+    A float32 tensor of initial weights.
+  """
+  return tf.random.normal(shape, stddev=math.sqrt(2.0 / fan_in), seed=seed)
+
+
+def _check_positive(**values: int) -> None:
+  for name, value in values.items():
+    if not isinstance(value, int) or value < 1:
+      raise ValueError(f"`{name}` must be a positive integer, not {value!r}")
+
+
+class Conv2D(tf.Module):
+  """A 2-D convolution over NHWC images.
+
+  `SAME` padding adds `kernel_size // 2` zeros on every side, as Caffe and the
+  paper's released models do. For stride 1 this is TensorFlow's `SAME`; for
+  stride 2 TensorFlow's `SAME` would pad less on the top and left, shifting
+  the sampling grid by a pixel, so the padding is given explicitly.
+  """
+
+  def __init__(self,
+               in_channels: int,
+               out_channels: int,
+               kernel_size: int,
+               *,
+               stride: int = 1,
+               padding: str = "SAME",
+               use_bias: bool = False,
+               name: Optional[str] = None):
+    """Constructs a convolution.
+
+    Args:
+      in_channels: channels of the input.
+      out_channels: channels of the output.
+      kernel_size: height and width of the (square) kernel.
+      stride: step between kernel positions, in both directions.
+      padding: `SAME` (symmetric `kernel_size // 2`) or `VALID` (none).
+      use_bias: whether to add a bias. False where batch normalization
+        follows, whose offset makes a bias redundant.
+      name: module name.
+
+    Raises:
+      ValueError: for a non-positive size or an unknown padding.
+    """
+    super().__init__(name=name)
+    _check_positive(in_channels=in_channels, out_channels=out_channels,
+                    kernel_size=kernel_size, stride=stride)
+    if padding not in _PADDINGS:
+      raise ValueError(f"`padding` must be one of {_PADDINGS}, not {padding!r}")
+    self.in_channels = in_channels
+    self.out_channels = out_channels
+    self.kernel_size = kernel_size
+    self.stride = stride
+    self.padding = padding
+    shape = (kernel_size, kernel_size, in_channels, out_channels)
+    with self.name_scope:
+      self.kernel = tf.Variable(
+          he_normal(shape, fan_in=kernel_size * kernel_size * in_channels),
+          name="kernel")
+      self.bias = (tf.Variable(tf.zeros([out_channels]), name="bias")
+                   if use_bias else None)
+
+  def _tf_padding(self):
+    if self.padding == "VALID":
+      return "VALID"
+    if self.stride == 1 and self.kernel_size % 2 == 1:
+      return "SAME"  # Symmetric already.
+    pad = self.kernel_size // 2
+    return [[0, 0], [pad, pad], [pad, pad], [0, 0]]
+
+  @tf.Module.with_name_scope
+  def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
+    outputs = tf.nn.conv2d(inputs, self.kernel, strides=self.stride,
+                           padding=self._tf_padding())
+    if self.bias is not None:
+      outputs = tf.nn.bias_add(outputs, self.bias)
+    height, width = outputs.shape[1], outputs.shape[2]
+    if height is not None and width is not None:
+      cost.record(self, "conv", outputs,
+                  height * width * self.out_channels
+                  * self.kernel_size**2 * self.in_channels)
+    return outputs
+
+
+class BatchNorm(tf.Module):
+  """Batch normalization (Ioffe and Szegedy, 2015) over the channel axis.
+
+  In training, a batch is normalized with its own mean and (biased) variance,
+  and the moving statistics move towards the batch mean and the unbiased
+  batch variance; in inference the moving statistics are used. The moving
+  statistics are replica-local under `tf.distribute` (read as their mean
+  across replicas), as in the paper's per-GPU batch normalization.
+  """
+
+  def __init__(self,
+               channels: int,
+               *,
+               decay: float = 0.9,
+               epsilon: float = 1e-5,
+               scale_init: float = 1.0,
+               name: Optional[str] = None):
+    """Constructs a batch normalization.
+
+    Args:
+      channels: number of channels (the last axis).
+      decay: how much of the moving statistics each training step keeps.
+        0.9 is the value of fb.resnet.torch, which reproduced the paper.
+      epsilon: added to the variance, Caffe's default.
+      scale_init: initial value of the scale gamma (1; 0 for the optional
+        zero-initialised last norm of a residual branch).
+      name: module name.
+
+    Raises:
+      ValueError: for a non-positive channel count or a decay outside [0, 1).
+    """
+    super().__init__(name=name)
+    _check_positive(channels=channels)
+    if not 0.0 <= decay < 1.0:
+      raise ValueError(f"`decay` must be in [0, 1), not {decay}")
+    if epsilon <= 0.0:
+      raise ValueError(f"`epsilon` must be positive, not {epsilon}")
+    self.channels = channels
+    self.decay = decay
+    self.epsilon = epsilon
+    replica_local = dict(trainable=False,
+                         synchronization=tf.VariableSynchronization.ON_READ,
+                         aggregation=tf.VariableAggregation.MEAN)
+    with self.name_scope:
+      self.scale = tf.Variable(tf.fill([channels], float(scale_init)),
+                               name="scale")
+      self.offset = tf.Variable(tf.zeros([channels]), name="offset")
+      self.moving_mean = tf.Variable(tf.zeros([channels]), name="moving_mean",
+                                     **replica_local)
+      self.moving_variance = tf.Variable(tf.ones([channels]),
+                                         name="moving_variance",
+                                         **replica_local)
+
+  @tf.Module.with_name_scope
+  def __call__(self, inputs: tf.Tensor, *, is_training: bool) -> tf.Tensor:
+    if is_training:
+      # The fused kernel returns the Bessel-corrected batch variance, meant
+      # for the moving average; it normalizes with the biased one.
+      outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+          x=inputs, scale=self.scale, offset=self.offset,
+          mean=tf.zeros([0]), variance=tf.zeros([0]),
+          epsilon=self.epsilon, data_format="NHWC", is_training=True)
+      momentum = 1.0 - self.decay
+      self.moving_mean.assign_sub(momentum * (self.moving_mean - mean))
+      self.moving_variance.assign_sub(
+          momentum * (self.moving_variance - variance))
+    else:
+      outputs, _, _, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+          x=inputs, scale=self.scale, offset=self.offset,
+          mean=self.moving_mean, variance=self.moving_variance,
+          epsilon=self.epsilon, data_format="NHWC", is_training=False)
+    cost.record(self, "batch_norm", outputs)
+    return outputs
+
+
+class Linear(tf.Module):
+  """A fully-connected layer `y = x W + b`, He-initialised like the convolutions."""
+
+  def __init__(self, in_features: int, out_features: int,
+               name: Optional[str] = None):
+    """Constructs a linear layer.
+
+    Args:
+      in_features: size of the input's last axis.
+      out_features: size of the output's last axis.
+      name: module name.
+    """
+    super().__init__(name=name)
+    _check_positive(in_features=in_features, out_features=out_features)
+    self.in_features = in_features
+    self.out_features = out_features
+    with self.name_scope:
+      self.kernel = tf.Variable(
+          he_normal((in_features, out_features), fan_in=in_features),
+          name="kernel")
+      self.bias = tf.Variable(tf.zeros([out_features]), name="bias")
+
+  @tf.Module.with_name_scope
+  def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
+    outputs = tf.matmul(inputs, self.kernel) + self.bias
+    cost.record(self, "linear", outputs, self.in_features * self.out_features)
+    return outputs
+
+
+class MaxPool(tf.Module):
+  """Max pooling over NHWC images.
+
+  TensorFlow's `SAME` max pooling pads with -inf only on the bottom and right,
+  which is exactly Caffe's ceil-mode pooling without padding used by the
+  paper's released models (3x3/2 turns 112x112 into 56x56).
+  """
+
+  def __init__(self, window: int, stride: int, name: Optional[str] = None):
+    super().__init__(name=name)
+    _check_positive(window=window, stride=stride)
+    self.window = window
+    self.stride = stride
+
+  @tf.Module.with_name_scope
+  def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
+    outputs = tf.nn.max_pool2d(inputs, self.window, self.stride, "SAME")
+    cost.record(self, "max_pool", outputs)
+    return outputs
+
+
+class GlobalAveragePool(tf.Module):
+  """Averages NHWC feature maps over height and width."""
+
+  @tf.Module.with_name_scope
+  def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
+    outputs = tf.reduce_mean(inputs, axis=(1, 2))
+    cost.record(self, "average_pool", outputs)
+    return outputs

@@ -1,0 +1,57 @@
+"""The paper's published sizes and costs, the independent truth our counts are checked against.
+
+He et al. (2015), "Deep Residual Learning for Image Recognition": Table 1 and
+Fig. 3 give multiply-adds ("FLOPs") for a 224x224 image; Table 6 gives the
+CIFAR-10 networks' parameters. The paper prints two significant figures and
+truncates as often as it rounds (ResNet-34 counts 3.66e9 and is printed 3.6),
+so comparisons allow a 2% relative difference.
+"""
+
+from typing import Optional
+
+# (architecture, depth) -> multiply-adds for one 224x224 image.
+IMAGENET_MULTIPLY_ADDS = {
+    ("resnet", 18): 1.8e9,   # Table 1
+    ("resnet", 34): 3.6e9,   # Table 1
+    ("resnet", 50): 3.8e9,   # Table 1
+    ("resnet", 101): 7.6e9,  # Table 1
+    ("resnet", 152): 11.3e9,  # Table 1
+    ("plain", 18): 1.8e9,    # Table 1 (the 18-layer column)
+    ("plain", 34): 3.6e9,    # Fig. 3
+    ("vgg19", 19): 19.6e9,   # Fig. 3
+}
+
+# depth -> trainable parameters of the CIFAR-10 ResNet (option A), Table 6.
+CIFAR_PARAMS = {
+    20: 0.27e6,
+    32: 0.46e6,
+    44: 0.66e6,
+    56: 0.85e6,
+    110: 1.7e6,
+    1202: 19.4e6,
+}
+
+RELATIVE_TOLERANCE = 0.02
+
+
+def reference(family: str, architecture: str, depth: int,
+              shortcut: Optional[str] = None) -> dict[str, float]:
+  """The paper's figures for a network: `params` and/or `multiply_adds`, if published.
+
+  Table 1's costs are those of the networks the paper uses (shortcut options
+  A and B differ by under 1%); option C's projections on every block add
+  about 5% and have no published figure.
+  """
+  figures = {}
+  if shortcut == "C":
+    return figures
+  if family == "imagenet" and (architecture, depth) in IMAGENET_MULTIPLY_ADDS:
+    figures["multiply_adds"] = IMAGENET_MULTIPLY_ADDS[(architecture, depth)]
+  if family == "cifar" and architecture == "resnet" and depth in CIFAR_PARAMS:
+    figures["params"] = CIFAR_PARAMS[depth]
+  return figures
+
+
+def agrees(ours: float, papers: float) -> bool:
+  """Whether a count agrees with the paper's printed figure."""
+  return abs(ours - papers) <= RELATIVE_TOLERANCE * papers

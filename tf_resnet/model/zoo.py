@@ -1,0 +1,125 @@
+"""The model zoo: a frozen, validated description of a network, and the network it builds.
+
+Binaries turn their flags into a `ModelConfig`; the config checks itself on
+construction (so a bad depth fails before anything is built) and builds the
+`tf.Module`.
+"""
+
+import dataclasses
+from typing import Optional, Union
+
+from tf_resnet.model import resnet
+from tf_resnet.model import vgg
+
+FAMILIES = ("imagenet", "cifar")
+ARCHITECTURES = ("resnet", "plain", "vgg19")
+
+# What the paper trains on each family: input size, classes, default shortcut
+# and default depth.
+_INPUT_SIZE = {"imagenet": 224, "cifar": 32}
+_NUM_CLASSES = {"imagenet": 1000, "cifar": 10}
+_DEFAULT_SHORTCUT = {"imagenet": "B", "cifar": "A"}
+_DEFAULT_DEPTH = {("imagenet", "resnet"): 34, ("imagenet", "plain"): 34,
+                  ("cifar", "resnet"): 20, ("cifar", "plain"): 20,
+                  ("imagenet", "vgg19"): 19}
+
+Network = Union[resnet.ResNet, vgg.VGG]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Which network to build.
+
+  Attributes:
+    family: `imagenet` (224x224 inputs, Table 1) or `cifar` (32x32 inputs,
+      section 4.2).
+    architecture: `resnet`, `plain` (the same stack without shortcuts) or
+      `vgg19` (ImageNet only).
+    depth: weight layers; None for the family's default (34 on ImageNet, 20
+      on CIFAR, 19 for VGG). ImageNet: 18, 34, 50, 101, 152. CIFAR: 6n+2.
+    shortcut: `A`, `B` or `C` for a ResNet; None for the paper's choice
+      (B on ImageNet, A on CIFAR). Plain nets and VGG have none.
+    num_classes: classifier outputs; None for the family's (1000 or 10).
+    stride_on_3x3: bottleneck stride on the 3x3 ("v1.5"; not the paper's).
+    zero_init_last_bn: zero-initialise each residual branch's last BN scale
+      (not the paper's).
+  """
+
+  family: str = "imagenet"
+  architecture: str = "resnet"
+  depth: Optional[int] = None
+  shortcut: Optional[str] = None
+  num_classes: Optional[int] = None
+  stride_on_3x3: bool = False
+  zero_init_last_bn: bool = False
+
+  def __post_init__(self):
+    if self.family not in FAMILIES:
+      raise ValueError(
+          f"`family` must be one of {FAMILIES}, not {self.family!r}")
+    if self.architecture not in ARCHITECTURES:
+      raise ValueError(f"`architecture` must be one of {ARCHITECTURES}, "
+                       f"not {self.architecture!r}")
+    if self.architecture == "vgg19" and self.family != "imagenet":
+      raise ValueError("VGG-19 is the paper's ImageNet reference and needs "
+                       "224x224 inputs: use it with the ImageNet family")
+    key = (self.family, self.architecture)
+    if self.depth is None:
+      object.__setattr__(self, "depth", _DEFAULT_DEPTH[key])
+    if self.architecture == "vgg19":
+      if self.depth != 19:
+        raise ValueError(f"VGG has depth 19 (configuration E), not "
+                         f"{self.depth}")
+    elif self.family == "imagenet":
+      resnet.imagenet_stages(self.depth)
+    else:
+      resnet.cifar_blocks_per_stage(self.depth)
+    if self.architecture == "resnet":
+      if self.shortcut is None:
+        object.__setattr__(self, "shortcut", _DEFAULT_SHORTCUT[self.family])
+      elif self.shortcut not in resnet.SHORTCUTS:
+        raise ValueError(f"`shortcut` must be one of {resnet.SHORTCUTS}, "
+                         f"not {self.shortcut!r}")
+    elif self.shortcut is not None:
+      raise ValueError(f"{self.architecture} networks have no shortcuts; "
+                       f"`shortcut` must be unset, not {self.shortcut!r}")
+    if self.num_classes is None:
+      object.__setattr__(self, "num_classes", _NUM_CLASSES[self.family])
+    elif self.num_classes < 1:
+      raise ValueError(
+          f"`num_classes` must be positive, not {self.num_classes}")
+    if self.architecture != "resnet" and self.zero_init_last_bn:
+      raise ValueError("`zero_init_last_bn` applies to residual networks only")
+    if self.stride_on_3x3 and not (self.architecture != "vgg19"
+                                   and self.family == "imagenet"
+                                   and self.depth >= 50):
+      raise ValueError("`stride_on_3x3` applies to bottleneck networks "
+                       "(ImageNet depth 50, 101, 152) only")
+
+  @property
+  def input_size(self) -> int:
+    """Height and width of the training crops."""
+    return _INPUT_SIZE[self.family]
+
+  @property
+  def display_name(self) -> str:
+    """The paper's name for the network, e.g. `ResNet-34 (B)` or `plain-20`."""
+    if self.architecture == "vgg19":
+      return "VGG-19"
+    if self.architecture == "plain":
+      return f"plain-{self.depth}"
+    return f"ResNet-{self.depth} ({self.shortcut})"
+
+
+def build_model(config: ModelConfig) -> Network:
+  """Builds the network a config describes, with freshly initialised weights."""
+  if config.architecture == "vgg19":
+    return vgg.vgg19(num_classes=config.num_classes)
+  options = dict(num_classes=config.num_classes,
+                 zero_init_last_bn=config.zero_init_last_bn)
+  shortcut = config.shortcut if config.architecture == "resnet" else None
+  if config.family == "imagenet":
+    return resnet.imagenet_resnet(config.depth, shortcut=shortcut,
+                                  stride_on_3x3=config.stride_on_3x3,
+                                  **options)
+  return resnet.cifar_resnet(config.depth, shortcut=shortcut, **options)
