@@ -1,0 +1,55 @@
+# The two commands of the README, and what they stand on.
+#   make demo   install, then show the paper's networks beside its figures
+#   make test   install, then the whole test suite (pytest) and a Bazel smoke
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BAZEL ?= bazel
+
+.PHONY: setup demo test bazel-test clean
+
+setup: $(VENV)/.installed bazel-tools
+
+# The project (editable) and its test tools, in .venv. Re-runs only when
+# setup.py changes.
+$(VENV)/.installed: setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --editable '.[test]'
+	touch $@
+
+# Bazel 4.2.3 and the rules_java it needs, from Debian, when missing and apt
+# is usable (see WORKSPACE for how it runs offline).
+.PHONY: bazel-tools
+bazel-tools:
+	@if command -v $(BAZEL) >/dev/null && [ -d /usr/share/bazel/rules/java ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "Installing Bazel (Debian's bazel-bootstrap) and bazel-rules-java"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq bazel-bootstrap bazel-rules-java >/dev/null; \
+	else \
+	  echo "note: Bazel or /usr/share/bazel/rules/java is missing and apt-get is not usable as root;"; \
+	  echo "      install Debian's bazel-bootstrap and bazel-rules-java to use the Bazel targets."; \
+	fi
+
+demo: setup
+	$(BIN)/python -m tf_resnet.summary --zoo
+
+test: setup
+	$(BIN)/python -m pytest
+	@if command -v $(BAZEL) >/dev/null; then \
+	  set -ex; \
+	  $(BAZEL) build //...; \
+	  $(BAZEL) run //tf_resnet:summary -- --depth=34 --format=json; \
+	else \
+	  echo "note: no Bazel; skipped the Bazel smoke (bazel build //... and one bazel run)"; \
+	fi
+
+# The same tests as pytest, under Bazel.
+bazel-test: setup
+	$(BAZEL) test //...
+
+clean:
+	-$(BAZEL) clean --expunge 2>/dev/null
+	rm -rf $(VENV) *.egg-info
