@@ -4,6 +4,13 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Two logical CPUs for the whole session, before any test runs an op, so
+# tests can compare one replica with two (under Bazel each test file is its
+# own process and makes the same split itself).
+from tf_resnet.train import strategy  # pylint: disable=g-import-not-at-top
+
+strategy.split_cpu(2)
+
 
 def pytest_collection_modifyitems(config, items):
   """Drops tf.test.TestCase's inherited `test_session`, which is not a test."""

@@ -1,0 +1,1 @@
+"""Training: config, optimizer and schedules, the task's step, the loop, strategies."""

@@ -1,0 +1,75 @@
+"""Choosing the `tf.distribute` strategy, and logical CPU devices for machines without GPUs."""
+
+from typing import Optional
+
+import tensorflow as tf
+
+STRATEGIES = ("default", "one_device", "mirrored", "multi_worker")
+
+
+def split_cpu(num_devices: int) -> list[str]:
+  """Splits the physical CPU into `num_devices` logical devices.
+
+  Lets multi-replica code (MirroredStrategy) run, and be tested, on a machine
+  without GPUs. Must run before TensorFlow initializes its devices, that is
+  before the first op; asking again for the same split is harmless.
+
+  Args:
+    num_devices: how many logical CPU devices to make (>= 1).
+
+  Returns:
+    The logical CPU device names, e.g. `["/cpu:0", "/cpu:1"]`.
+
+  Raises:
+    ValueError: for `num_devices` < 1.
+    RuntimeError: if TensorFlow's devices were already initialized with a
+      different split.
+  """
+  if num_devices < 1:
+    raise ValueError(f"`num_devices` must be at least 1, not {num_devices}")
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  current = tf.config.get_logical_device_configuration(cpu)
+  if current is None or len(current) != num_devices:
+    if num_devices > 1 or current is not None:
+      try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * num_devices)
+      except RuntimeError as e:
+        have = len(tf.config.list_logical_devices("CPU"))
+        raise RuntimeError(
+            f"cannot split the CPU into {num_devices} devices: TensorFlow "
+            f"already initialized {have}; split before running any op") from e
+  return [f"/cpu:{i}" for i in range(num_devices)]
+
+
+def make_strategy(name: str = "default",
+                  num_cpu_devices: Optional[int] = None
+                  ) -> tf.distribute.Strategy:
+  """Builds a strategy by name.
+
+  Args:
+    name: `default` (MirroredStrategy over all local GPUs when there are any,
+      else over the logical CPUs when `num_cpu_devices` > 1, else the default
+      strategy), `one_device`, `mirrored` (all local GPUs, or the logical
+      CPUs) or `multi_worker` (MultiWorkerMirroredStrategy from `TF_CONFIG`).
+    num_cpu_devices: split the CPU into this many logical devices first (for
+      machines without GPUs).
+
+  Returns:
+    The strategy.
+
+  Raises:
+    ValueError: for an unknown name.
+  """
+  if name not in STRATEGIES:
+    raise ValueError(f"`strategy` must be one of {STRATEGIES}, not {name!r}")
+  cpus = split_cpu(num_cpu_devices) if num_cpu_devices else None
+  if name == "multi_worker":
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+  if name == "one_device":
+    return tf.distribute.OneDeviceStrategy(gpus[0] if gpus else "/cpu:0")
+  devices = gpus or cpus
+  if name == "mirrored" or (devices and len(devices) > 1):
+    return tf.distribute.MirroredStrategy(devices or ["/cpu:0"])
+  return tf.distribute.get_strategy()
