@@ -26,6 +26,8 @@ setuptools.setup(
         "tensorflow-datasets>=4.9",
         "absl-py>=2.0",
         "grpcio>=1.60",
+        # Only for the embedded `digits` data set (real images in its wheel).
+        "scikit-learn>=1.3",
     ],
     extras_require={"test": ["pytest>=8"]},
     entry_points={

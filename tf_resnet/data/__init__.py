@@ -1,0 +1,1 @@
+"""Input: data sources, the paper's transforms, statistics and tf.data pipelines."""

@@ -1,0 +1,261 @@
+"""tf.data input pipelines for training and testing, per replica.
+
+Training input for an indexed source is a pure function of (seed, step): the
+global input order is a fresh uniform permutation of the training set every
+epoch (`tf.random.experimental.index_shuffle`, no shuffle buffer), global step
+`k` consumes elements `[k * B, (k + 1) * B)` of it, and each input pipeline
+(one per worker) reads its contiguous share of every step, batched per
+replica. Each example's augmentation is seeded by (seed, element number), so:
+
+* one device with batch B and two replicas with B / 2 each see the same
+  examples with the same augmentation in every step;
+* resuming at step `k` (`start_step=k`) continues the epoch exactly where it
+  stopped, with no iterator state to save.
+
+Streamed sources (TFDS ImageNet) shard by input pipeline, shuffle with a
+buffer, and resume through a checkpointed iterator instead.
+"""
+
+import dataclasses
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tf_resnet.data import sources
+from tf_resnet.data import stats as stats_lib
+from tf_resnet.data import transforms
+
+EVAL_MODES = ("center", "10crop", "multiscale")
+_STREAM_SHUFFLE_BUFFER = 16_384
+
+
+@dataclasses.dataclass(frozen=True)
+class InputConfig:
+  """How training and test images are prepared.
+
+  Attributes:
+    global_batch_size: examples per training step over all replicas.
+    seed: seeds the input order and every augmentation.
+    scale_range: ImageNet scale augmentation, inclusive range of the shorter
+      side (section 3.4: [256, 480]).
+    color_augmentation: ImageNet PCA lighting noise (Krizhevsky et al.).
+    test_scales: shorter sides for multi-scale testing.
+    test_flip: also average over mirrored views in multi-scale testing.
+    on_bad_image: `skip` (drop images that fail to decode, logging the error)
+      or `fail`.
+  """
+
+  global_batch_size: int
+  seed: int = 0
+  scale_range: tuple[int, int] = transforms.IMAGENET_SCALE_RANGE
+  color_augmentation: bool = True
+  test_scales: tuple[int, ...] = transforms.IMAGENET_TEST_SCALES
+  test_flip: bool = False
+  on_bad_image: str = "skip"
+
+  def __post_init__(self):
+    if self.global_batch_size < 1:
+      raise ValueError(f"`global_batch_size` must be positive, not "
+                       f"{self.global_batch_size}")
+    lo, hi = self.scale_range
+    if not transforms.IMAGENET_CROP <= lo <= hi:
+      raise ValueError(f"`scale_range` must satisfy "
+                       f"{transforms.IMAGENET_CROP} <= low <= high, not "
+                       f"{self.scale_range}")
+    if self.on_bad_image not in ("skip", "fail"):
+      raise ValueError(f"`on_bad_image` must be 'skip' or 'fail', not "
+                       f"{self.on_bad_image!r}")
+
+
+def _pipelines(input_context: Optional[tf.distribute.InputContext],
+               global_batch: int) -> tuple[int, int, int]:
+  """(pipelines, this pipeline's id, per-replica batch), checking divisibility."""
+  if input_context is None:
+    return 1, 0, global_batch
+  replicas = input_context.num_replicas_in_sync
+  pipelines = input_context.num_input_pipelines
+  if global_batch % replicas:
+    raise ValueError(f"the global batch size ({global_batch}) must be "
+                     f"divisible by the number of replicas ({replicas})")
+  return (pipelines, input_context.input_pipeline_id,
+          input_context.get_per_replica_batch_size(global_batch))
+
+
+def _options() -> tf.data.Options:
+  options = tf.data.Options()
+  options.deterministic = True
+  options.experimental_optimization.map_parallelization = True
+  return options
+
+
+def _constants(statistics: stats_lib.Statistics):
+  return (tf.constant(statistics.mean_image, tf.float32),
+          tf.constant(statistics.eigenvalues, tf.float32),
+          tf.constant(statistics.eigenvectors, tf.float32))
+
+
+def _train_transform(source: sources.Source,
+                     statistics: stats_lib.Statistics, config: InputConfig):
+  mean, eigenvalues, eigenvectors = _constants(statistics)
+
+  def transform(image, label, seed):
+    if source.family == "imagenet":
+      view = transforms.imagenet_train(
+          image, seed, mean,
+          eigenvalues if config.color_augmentation else None, eigenvectors,
+          encoded=source.encoded, scale_range=config.scale_range)
+    else:
+      view = transforms.cifar_train(image, seed, mean, encoded=source.encoded)
+    return view, label
+
+  return transform
+
+
+def example_index(element: tf.Tensor, num_examples: int,
+                  seed: int) -> tf.Tensor:
+  """The training example at position `element` of the endless input order.
+
+  Epoch `e = element // n` is a permutation of the n examples drawn from
+  (seed, e).
+  """
+  epoch = element // num_examples
+  key = tf.stack([tf.constant(seed, tf.int64), epoch])
+  return tf.random.experimental.index_shuffle(element % num_examples, key,
+                                              num_examples - 1)
+
+
+def train_dataset(source: sources.Source, statistics: stats_lib.Statistics,
+                  config: InputConfig,
+                  input_context: Optional[tf.distribute.InputContext] = None,
+                  start_step: int = 0, split: str = "train") -> tf.data.Dataset:
+  """Endless per-replica training batches of (float32 images, int32 labels).
+
+  Args:
+    source: the data.
+    statistics: the training set's mean image and RGB components.
+    config: batch size, seed and augmentation options.
+    input_context: from `distribute_datasets_from_function`; None for one
+      pipeline and one replica.
+    start_step: the global step to start at (indexed sources).
+    split: the split to train on.
+
+  Returns:
+    The dataset. Batches of one pipeline go to its replicas in turn.
+
+  Raises:
+    ValueError: if the batch does not divide among the replicas, or
+      `start_step` is given for a streamed source.
+  """
+  pipelines, pipeline_id, per_replica = _pipelines(input_context,
+                                                   config.global_batch_size)
+  transform = _train_transform(source, statistics, config)
+  seed = config.seed
+  if source.indexed:
+    n = source.num_examples(split)
+    if n < 1:
+      raise sources.DataError(f"{source.name} has no {split!r} examples")
+    share = config.global_batch_size // pipelines
+    first = pipeline_id * share
+
+    def elements(step):
+      begin = step * config.global_batch_size + first
+      return tf.data.Dataset.range(begin, begin + share)
+
+    def load(element):
+      image, label = source.load(split, example_index(element, n, seed))
+      return transform(image, label, tf.stack([tf.constant(seed, tf.int64),
+                                               element]))
+
+    ds = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max)
+    ds = ds.flat_map(elements)
+  else:
+    if start_step:
+      raise ValueError(f"{source.name} is streamed: resume it from a "
+                       "checkpointed iterator, not `start_step`")
+    ds = source.stream(split, input_context, seed, shuffle=True).repeat()
+    ds = ds.shuffle(_STREAM_SHUFFLE_BUFFER, seed=seed).enumerate()
+    salt = pipeline_id << 40
+
+    def load(element, example):
+      image, label = example
+      return transform(image, label, tf.stack([tf.constant(seed, tf.int64),
+                                               element + salt]))
+
+  ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if config.on_bad_image == "skip":
+    ds = ds.ignore_errors(log_warning=True)
+  ds = ds.batch(per_replica, drop_remainder=True)
+  return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+def eval_dataset(source: sources.Source, statistics: stats_lib.Statistics,
+                 config: InputConfig, *, split: str = "test",
+                 mode: str = "center", batch_size: int = 100,
+                 input_context: Optional[tf.distribute.InputContext] = None
+                 ) -> tf.data.Dataset:
+  """Every example of a split once, prepared for one of the paper's test modes.
+
+  Args:
+    source: the data.
+    statistics: the training set's statistics.
+    config: test scales and flips.
+    split: the split to test on.
+    mode: `center` (ImageNet: the 224x224 centre crop of the 256-resized
+      image; CIFAR: the image itself), `10crop` (ImageNet: [10, 224, 224, 3]
+      per example) or `multiscale` (per example, one [V, h, w, 3] view per
+      test scale; ImageNet family only, CIFAR's test view is its only one).
+    batch_size: examples per batch (`multiscale` is never batched: views of
+      different images differ in size).
+    input_context: shards examples by input pipeline.
+
+  Returns:
+    A dataset of (views, int32 labels): batched for `center` and `10crop`;
+    for `multiscale`, one example at a time as (tuple of views, label).
+
+  Raises:
+    ValueError: for an unknown mode or one the family does not have.
+  """
+  if mode not in EVAL_MODES:
+    raise ValueError(f"`mode` must be one of {EVAL_MODES}, not {mode!r}")
+  if source.family == "cifar" and mode != "center":
+    raise ValueError(f"the CIFAR family is tested on the single original "
+                     f"view (section 4.2): use mode 'center', not {mode!r}")
+  mean, _, _ = _constants(statistics)
+  encoded = source.encoded
+
+  def view(image):
+    if source.family == "cifar":
+      return transforms.cifar_test(image, mean, encoded=encoded)
+    if mode == "center":
+      return transforms.imagenet_center(image, mean, encoded=encoded)
+    if mode == "10crop":
+      return transforms.imagenet_ten_crop(image, mean, encoded=encoded)
+    return transforms.multiscale_views(image, mean, encoded=encoded,
+                                       scales=config.test_scales,
+                                       flip=config.test_flip)
+
+  if source.indexed:
+    ds = tf.data.Dataset.range(source.num_examples(split))
+    if input_context is not None and input_context.num_input_pipelines > 1:
+      ds = ds.shard(input_context.num_input_pipelines,
+                    input_context.input_pipeline_id)
+    ds = ds.map(lambda i: source.load(split, i))
+  else:
+    ds = source.stream(split, input_context, config.seed, shuffle=False)
+  ds = ds.map(lambda image, label: (view(image), label),
+              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if config.on_bad_image == "skip":
+    ds = ds.ignore_errors(log_warning=True)
+  if mode != "multiscale":
+    ds = ds.batch(batch_size)
+  return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+def scales_for(family: str, scales: Optional[Sequence[int]] = None
+               ) -> tuple[int, ...]:
+  """Test scales: the given ones, or the paper's for ImageNet, 32 for CIFAR."""
+  if scales:
+    return tuple(scales)
+  return (transforms.IMAGENET_TEST_SCALES if family == "imagenet"
+          else (transforms.CIFAR_SIZE,))

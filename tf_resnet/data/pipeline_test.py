@@ -1,0 +1,201 @@
+"""Input pipelines: order, determinism, resumption, sharding across replicas, test modes."""
+
+import os
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from tf_resnet.data import pipeline
+from tf_resnet.data import sources
+from tf_resnet.data import stats
+from tf_resnet.train import strategy
+
+strategy.split_cpu(2)
+
+
+def _numbered_source(n: int = 20) -> sources.IndexedSource:
+  """Image i is filled with the value i and labelled i, so batches can be read back."""
+  images = np.arange(n, dtype=np.uint8)[:, None, None, None] * np.ones(
+      [n, 32, 32, 3], np.uint8)
+  labels = np.arange(n, dtype=np.int32)
+  return sources.IndexedSource("numbered", "cifar", [str(i) for i in range(n)],
+                               items={"train": images, "test": images},
+                               labels={"train": labels, "test": labels},
+                               encoded=False)
+
+
+def _zero_stats(size: int = 32) -> stats.Statistics:
+  return stats.Statistics(np.zeros([size, size, 3], np.float32),
+                          np.asarray(stats.IMAGENET_EIGENVALUES, np.float32),
+                          np.asarray(stats.IMAGENET_EIGENVECTORS, np.float32),
+                          1, "imagenet")
+
+
+def _take(ds, count):
+  return [(x.numpy(), y.numpy()) for x, y in ds.take(count)]
+
+
+class TrainOrderTest(tf.test.TestCase):
+
+  def test_each_epoch_is_a_permutation(self):
+    source = _numbered_source(20)
+    config = pipeline.InputConfig(global_batch_size=4, seed=3)
+    batches = _take(pipeline.train_dataset(source, _zero_stats(), config), 10)
+    labels = np.concatenate([y for _, y in batches])
+    self.assertCountEqual(labels[:20], range(20))
+    self.assertCountEqual(labels[20:], range(20))
+    self.assertNotAllEqual(labels[:20], labels[20:])  # Reshuffled.
+    self.assertNotAllEqual(labels[:20], np.arange(20))
+
+  def test_same_seed_same_batches_other_seed_others(self):
+    source = _numbered_source()
+    run = lambda seed: _take(pipeline.train_dataset(
+        source, _zero_stats(), pipeline.InputConfig(4, seed=seed)), 3)
+    first, again, other = run(1), run(1), run(2)
+    for (xa, ya), (xb, yb) in zip(first, again):
+      self.assertAllEqual(xa, xb)
+      self.assertAllEqual(ya, yb)
+    self.assertNotAllEqual(np.concatenate([y for _, y in first]),
+                           np.concatenate([y for _, y in other]))
+
+  def test_resuming_continues_the_epoch(self):
+    source = _numbered_source()
+    config = pipeline.InputConfig(global_batch_size=6, seed=5)
+    whole = _take(pipeline.train_dataset(source, _zero_stats(), config), 6)
+    resumed = _take(pipeline.train_dataset(source, _zero_stats(), config,
+                                           start_step=4), 2)
+    for (xa, ya), (xb, yb) in zip(whole[4:], resumed):
+      self.assertAllEqual(ya, yb)
+      self.assertAllEqual(xa, xb)  # Same augmentation too.
+
+  def test_augmentation_is_per_example_and_recoverable(self):
+    # Image i is constant i: a CIFAR training view is (i - 0) inside the
+    # crop and 0 in the padding, never another example's value.
+    source = _numbered_source()
+    for x, y in _take(pipeline.train_dataset(
+        source, _zero_stats(), pipeline.InputConfig(4)), 3):
+      for image, label in zip(x, y):
+        self.assertContainsSubset(set(np.unique(image)), {0.0, float(label)})
+
+
+class DistributedTest(tf.test.TestCase):
+
+  def test_two_replicas_see_the_single_device_batch(self):
+    source = _numbered_source(24)
+    config = pipeline.InputConfig(global_batch_size=8, seed=11)
+    single = _take(pipeline.train_dataset(source, _zero_stats(), config), 3)
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    dist = mirrored.distribute_datasets_from_function(
+        lambda ctx: pipeline.train_dataset(source, _zero_stats(), config, ctx))
+    iterator = iter(dist)
+    for x_single, y_single in single:
+      x, y = next(iterator)
+      parts_x = mirrored.experimental_local_results(x)
+      parts_y = mirrored.experimental_local_results(y)
+      self.assertLen(parts_y, 2)
+      self.assertEqual(parts_y[0].shape, [4])
+      self.assertAllEqual(np.concatenate(parts_y), y_single)
+      self.assertAllEqual(np.concatenate(parts_x), x_single)
+
+  def test_pipelines_take_contiguous_shares(self):
+    source = _numbered_source(24)
+    config = pipeline.InputConfig(global_batch_size=8, seed=2)
+    whole = np.concatenate([y for _, y in _take(
+        pipeline.train_dataset(source, _zero_stats(), config), 2)])
+    shares = []
+    for worker in range(2):
+      ctx = tf.distribute.InputContext(num_input_pipelines=2,
+                                       input_pipeline_id=worker,
+                                       num_replicas_in_sync=2)
+      shares.append([y for _, y in _take(pipeline.train_dataset(
+          source, _zero_stats(), config, ctx), 2)])
+    for step in range(2):
+      self.assertAllEqual(
+          np.concatenate([shares[0][step], shares[1][step]]),
+          whole[step * 8:(step + 1) * 8])
+
+  def test_indivisible_batch_is_refused(self):
+    ctx = tf.distribute.InputContext(num_input_pipelines=1,
+                                     input_pipeline_id=0,
+                                     num_replicas_in_sync=3)
+    with self.assertRaisesRegex(ValueError, r"global batch size \(8\) must be "
+                                r"divisible by the number of replicas \(3\)"):
+      pipeline.train_dataset(_numbered_source(), _zero_stats(),
+                             pipeline.InputConfig(8), ctx)
+
+
+class EvalTest(tf.test.TestCase):
+
+  def test_center_visits_every_example_once_in_order(self):
+    ds = pipeline.eval_dataset(_numbered_source(25), _zero_stats(),
+                               pipeline.InputConfig(1), batch_size=10)
+    labels = np.concatenate([y for _, y in ds.as_numpy_iterator()])
+    self.assertAllEqual(labels, np.arange(25))
+
+  def test_imagenet_modes(self):
+    source = sources.SyntheticSource("imagenet",
+                                     sizes={"train": 4, "test": 3})
+    config = pipeline.InputConfig(1, test_scales=(224, 288), test_flip=True)
+    center = next(iter(pipeline.eval_dataset(source, _zero_stats(224), config,
+                                             mode="center", batch_size=3)))
+    self.assertEqual(center[0].shape, [3, 224, 224, 3])
+    ten = next(iter(pipeline.eval_dataset(source, _zero_stats(224), config,
+                                          mode="10crop", batch_size=2)))
+    self.assertEqual(ten[0].shape, [2, 10, 224, 224, 3])
+    multi = list(pipeline.eval_dataset(source, _zero_stats(224), config,
+                                       mode="multiscale"))
+    self.assertLen(multi, 3)
+    views, _ = multi[0]
+    self.assertEqual([v.shape for v in views],
+                     [[2, 224, 224, 3], [2, 288, 288, 3]])
+
+  def test_cifar_has_only_the_single_view(self):
+    with self.assertRaisesRegex(ValueError, "single original view"):
+      pipeline.eval_dataset(_numbered_source(), _zero_stats(),
+                            pipeline.InputConfig(1), mode="10crop")
+
+  def test_undecodable_image_is_skipped_or_fails(self):
+    root = tempfile.mkdtemp(dir=self.get_temp_dir())
+    good = tf.io.encode_png(tf.zeros([32, 32, 3], tf.uint8)).numpy()
+    # Passes the header and trailer checks, but is no PNG inside.
+    bad = b"\x89PNG\r\n\x1a\n" + b"garbage" * 10 + b"IEND"
+    for split in ("train", "test"):
+      for name, data in (("a.png", good), ("b.png", bad), ("c.png", good)):
+        os.makedirs(f"{root}/{split}/x", exist_ok=True)
+        with open(f"{root}/{split}/x/{name}", "wb") as f:
+          f.write(data)
+    source = sources.folder_source(root, family="cifar")
+    skip = pipeline.eval_dataset(source, _zero_stats(),
+                                 pipeline.InputConfig(1), batch_size=8)
+    self.assertEqual(sum(len(y) for _, y in skip), 2)
+    fail = pipeline.eval_dataset(source, _zero_stats(),
+                                 pipeline.InputConfig(1, on_bad_image="fail"),
+                                 batch_size=8)
+    with self.assertRaises(tf.errors.InvalidArgumentError):
+      list(fail)
+
+
+class StreamedTest(tf.test.TestCase):
+
+  def test_imagenet_training_batches_from_tfds(self):
+    data_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    manual = os.path.join(data_dir, "downloads", "manual")
+    os.makedirs(manual)
+    for name in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"):
+      open(os.path.join(manual, name), "wb").close()
+    with tfds.testing.mock_data(num_examples=6, data_dir=data_dir):
+      source = sources.parse("imagenet2012", data_dir=data_dir)
+      ds = pipeline.train_dataset(source, _zero_stats(224),
+                                  pipeline.InputConfig(2))
+      x, y = next(iter(ds))
+    self.assertEqual(x.shape, [2, 224, 224, 3])
+    self.assertEqual(y.dtype, tf.int32)
+    with self.assertRaisesRegex(ValueError, "checkpointed iterator"):
+      pipeline.train_dataset(source, _zero_stats(224),
+                             pipeline.InputConfig(2), start_step=3)
+
+
+if __name__ == "__main__":
+  tf.test.main()

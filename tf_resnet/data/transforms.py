@@ -1,0 +1,332 @@
+"""The paper's image transforms, as TF ops on single images.
+
+Training (section 3.4 for ImageNet, section 4.2 for CIFAR-10) draws every
+random choice from a stateless seed, so an example's augmentation depends on
+the run's seed and the example's position in the input order only, never on
+threading or on how many replicas share the batch.
+
+Testing (section 3.4): a single centre crop; the standard 10-crop; and
+multi-scale fully-convolutional views, the whole image with its shorter side
+at each of several scales.
+
+Images enter as uint8 [H, W, 3] (or encoded JPEG/PNG bytes, decoded here with
+a fused decode-and-crop for JPEGs when only a window is needed) and leave as
+float32 with the per-pixel mean subtracted.
+"""
+
+from typing import Callable, Optional, Sequence
+
+import tensorflow as tf
+
+# The paper's choices.
+IMAGENET_SCALE_RANGE = (256, 480)  # Shorter side, section 3.4.
+IMAGENET_CROP = 224
+IMAGENET_TEST_RESIZE = 256  # Centre crop and 10-crop: shorter side first.
+IMAGENET_TEST_SCALES = (224, 256, 384, 480, 640)
+CIFAR_SIZE = 32
+CIFAR_PADDING = 4
+LIGHTING_STDDEV = 0.1  # Krizhevsky et al.'s alpha ~ N(0, 0.1).
+
+Window = tuple[tf.Tensor, tf.Tensor, tf.Tensor]  # (top, left, side)
+
+
+def decode_rgb(data: tf.Tensor) -> tf.Tensor:
+  """Decodes JPEG or PNG bytes to uint8 RGB; grayscale and alpha become RGB."""
+  return tf.io.decode_image(data, channels=3, expand_animations=False)
+
+
+def _is_jpeg(data: tf.Tensor) -> tf.Tensor:
+  return tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")
+
+
+def decode_window(data: tf.Tensor,
+                  window_fn: Callable[[tf.Tensor, tf.Tensor], Window]
+                  ) -> tf.Tensor:
+  """Decodes only a square window of an encoded image.
+
+  JPEGs are decoded with the fused decode-and-crop, which skips the blocks
+  outside the window; PNGs are decoded whole, then cropped.
+
+  Args:
+    data: JPEG or PNG bytes.
+    window_fn: maps the image's (height, width) to the window's
+      (top, left, side).
+
+  Returns:
+    The window, uint8 [side, side, 3].
+  """
+  def jpeg():
+    shape = tf.image.extract_jpeg_shape(data)
+    top, left, side = window_fn(shape[0], shape[1])
+    return tf.image.decode_and_crop_jpeg(data, tf.stack([top, left, side, side]),
+                                         channels=3)
+
+  def other():
+    image = decode_rgb(data)
+    top, left, side = window_fn(tf.shape(image)[0], tf.shape(image)[1])
+    return image[top:top + side, left:left + side]
+
+  return tf.cond(_is_jpeg(data), jpeg, other)
+
+
+def crop_window(image: tf.Tensor, window_fn) -> tf.Tensor:
+  """The same window of an already decoded image."""
+  shape = tf.shape(image)
+  top, left, side = window_fn(shape[0], shape[1])
+  return image[top:top + side, left:left + side]
+
+
+def _window(image, window_fn, encoded: bool) -> tf.Tensor:
+  return (decode_window(image, window_fn) if encoded
+          else crop_window(image, window_fn))
+
+
+def scale_augmentation_window(seed: tf.Tensor,
+                              scale_range: Sequence[int] = IMAGENET_SCALE_RANGE,
+                              crop: int = IMAGENET_CROP):
+  """The paper's scale augmentation as a window in the original image.
+
+  "The image is resized with its shorter side randomly sampled in [256, 480]
+  for scale augmentation. A 224x224 crop is randomly sampled from an image."
+  Resizing the shorter side `s` to `S` and cropping 224x224 at a uniformly
+  random position is the same as cropping a square of side
+  `round(224 * s / S)` at a uniformly random position of the original and
+  resizing it to 224x224, which needs only that window decoded.
+
+  Args:
+    seed: a stateless seed, int64 [2].
+    scale_range: inclusive range of the shorter side S.
+    crop: the crop's side in the resized image.
+
+  Returns:
+    A function from (height, width) to the window (top, left, side).
+  """
+  scale_seed, top_seed, left_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 3))
+
+  def window_fn(height, width):
+    shorter = tf.minimum(height, width)
+    scale = tf.random.stateless_uniform([], scale_seed, scale_range[0],
+                                        scale_range[1] + 1, dtype=tf.int32)
+    side = tf.cast(tf.round(crop * tf.cast(shorter, tf.float32)
+                            / tf.cast(scale, tf.float32)), tf.int32)
+    side = tf.clip_by_value(side, 1, shorter)
+    top = tf.random.stateless_uniform([], top_seed, 0, height - side + 1,
+                                      dtype=tf.int32)
+    left = tf.random.stateless_uniform([], left_seed, 0, width - side + 1,
+                                       dtype=tf.int32)
+    return top, left, side
+
+  return window_fn
+
+
+def center_window(resize: int = IMAGENET_TEST_RESIZE,
+                  crop: int = IMAGENET_CROP):
+  """The centre crop after resizing the shorter side, as a window in the original."""
+
+  def window_fn(height, width):
+    shorter = tf.minimum(height, width)
+    side = tf.cast(tf.round(crop * tf.cast(shorter, tf.float32) / resize),
+                   tf.int32)
+    side = tf.clip_by_value(side, 1, shorter)
+    return (height - side) // 2, (width - side) // 2, side
+
+  return window_fn
+
+
+def subtract_mean(image: tf.Tensor, mean_image: tf.Tensor) -> tf.Tensor:
+  """Subtracts the per-pixel mean, resized (bilinear) to the image's size if needed.
+
+  Args:
+    image: float32 [..., H, W, 3].
+    mean_image: float32 [h, w, 3], computed at the family's crop size.
+
+  Returns:
+    `image - mean`, float32.
+  """
+  size = tf.shape(image)[-3:-1]
+  mean = tf.cond(
+      tf.reduce_all(tf.equal(size, tf.shape(mean_image)[:2])),
+      lambda: mean_image,
+      lambda: tf.image.resize(mean_image, size, method="bilinear"))
+  return image - mean
+
+
+def pca_lighting(image: tf.Tensor, seed: tf.Tensor, eigenvalues: tf.Tensor,
+                 eigenvectors: tf.Tensor,
+                 stddev: float = LIGHTING_STDDEV) -> tf.Tensor:
+  """Krizhevsky et al.'s colour augmentation: noise along the RGB principal components.
+
+  Adds `eigenvectors @ (alpha * eigenvalues)` to every pixel, with
+  alpha ~ N(0, stddev) drawn once per image. Eigenvalues are those of the
+  covariance of RGB values scaled to [0, 1]; images are on [0, 255], so the
+  shift is scaled by 255.
+
+  Args:
+    image: float32 [H, W, 3] on the [0, 255] scale (mean subtracted or not).
+    seed: a stateless seed, int64 [2].
+    eigenvalues: [3].
+    eigenvectors: [3, 3], one eigenvector per column.
+    stddev: standard deviation of alpha.
+
+  Returns:
+    The shifted image.
+  """
+  alpha = tf.random.stateless_normal([3], seed, stddev=stddev)
+  shift = tf.linalg.matvec(tf.cast(eigenvectors, tf.float32),
+                           alpha * tf.cast(eigenvalues, tf.float32))
+  return image + 255.0 * shift
+
+
+def _flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  return tf.image.stateless_random_flip_left_right(image, seed)
+
+
+def imagenet_train(image: tf.Tensor, seed: tf.Tensor, mean_image: tf.Tensor,
+                   eigenvalues: Optional[tf.Tensor],
+                   eigenvectors: Optional[tf.Tensor], *, encoded: bool,
+                   scale_range: Sequence[int] = IMAGENET_SCALE_RANGE,
+                   crop: int = IMAGENET_CROP) -> tf.Tensor:
+  """ImageNet training view (section 3.4): scale augmentation, crop, flip, mean, lighting.
+
+  Args:
+    image: uint8 [H, W, 3], or JPEG/PNG bytes when `encoded`.
+    seed: stateless seed of this example, int64 [2].
+    mean_image: per-pixel mean, float32 [crop, crop, 3].
+    eigenvalues: RGB PCA eigenvalues for the lighting noise; None for none.
+    eigenvectors: RGB PCA eigenvectors (columns).
+    encoded: whether `image` is encoded bytes.
+    scale_range: inclusive range of the resized shorter side.
+    crop: output side.
+
+  Returns:
+    float32 [crop, crop, 3].
+  """
+  window_seed, flip_seed, light_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 3))
+  window = _window(image, scale_augmentation_window(window_seed, scale_range,
+                                                    crop), encoded)
+  view = tf.image.resize(window, [crop, crop], method="bilinear",
+                         antialias=True)
+  view = subtract_mean(_flip(view, flip_seed), mean_image)
+  if eigenvalues is not None:
+    view = pca_lighting(view, light_seed, eigenvalues, eigenvectors)
+  return tf.ensure_shape(view, [crop, crop, 3])
+
+
+def to_cifar_size(image: tf.Tensor, encoded: bool) -> tf.Tensor:
+  """A CIFAR-family image as uint8 32x32x3 (decoded and resized if needed)."""
+  if encoded:
+    image = decode_rgb(image)
+  shape = tf.shape(image)
+  image = tf.cond(
+      tf.logical_and(tf.equal(shape[0], CIFAR_SIZE),
+                     tf.equal(shape[1], CIFAR_SIZE)),
+      lambda: image,
+      lambda: tf.cast(tf.round(tf.clip_by_value(tf.image.resize(
+          image, [CIFAR_SIZE, CIFAR_SIZE], antialias=True), 0, 255)),
+                      tf.uint8))
+  return tf.ensure_shape(image, [CIFAR_SIZE, CIFAR_SIZE, 3])
+
+
+def cifar_train(image: tf.Tensor, seed: tf.Tensor, mean_image: tf.Tensor, *,
+                encoded: bool, padding: int = CIFAR_PADDING) -> tf.Tensor:
+  """CIFAR-10 training view (section 4.2): mean, 4-pixel zero padding, random 32x32 crop, flip.
+
+  The mean is subtracted first, so the padding is zeros of the centred
+  image, as in the paper.
+  """
+  crop_seed, flip_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 2))
+  view = subtract_mean(tf.cast(to_cifar_size(image, encoded), tf.float32),
+                       mean_image)
+  view = tf.pad(view, [[padding, padding], [padding, padding], [0, 0]])
+  view = tf.image.stateless_random_crop(view, [CIFAR_SIZE, CIFAR_SIZE, 3],
+                                        crop_seed)
+  return _flip(view, flip_seed)
+
+
+def cifar_test(image: tf.Tensor, mean_image: tf.Tensor, *,
+               encoded: bool) -> tf.Tensor:
+  """CIFAR-10 test view: the original 32x32 image, mean subtracted."""
+  return subtract_mean(tf.cast(to_cifar_size(image, encoded), tf.float32),
+                       mean_image)
+
+
+def imagenet_center(image: tf.Tensor, mean_image: tf.Tensor, *, encoded: bool,
+                    resize: int = IMAGENET_TEST_RESIZE,
+                    crop: int = IMAGENET_CROP) -> tf.Tensor:
+  """Single centre crop: shorter side to 256, the central 224x224, mean subtracted."""
+  window = _window(image, center_window(resize, crop), encoded)
+  view = tf.image.resize(window, [crop, crop], method="bilinear",
+                         antialias=True)
+  return tf.ensure_shape(subtract_mean(view, mean_image), [crop, crop, 3])
+
+
+def resize_shorter_side(image: tf.Tensor, size: int) -> tf.Tensor:
+  """Resizes (bilinear, antialiased) so the shorter side is `size`; float32.
+
+  The longer side is rounded to the nearest pixel.
+  """
+  shape = tf.cast(tf.shape(image)[:2], tf.float32)
+  scale = size / tf.reduce_min(shape)
+  new = tf.cast(tf.round(shape * scale), tf.int32)
+  new = tf.where(shape == tf.reduce_min(shape), size, new)
+  return tf.image.resize(image, new, method="bilinear", antialias=True)
+
+
+def ten_crop_offsets(height: tf.Tensor, width: tf.Tensor,
+                     crop: int = IMAGENET_CROP) -> tf.Tensor:
+  """(top, left) of the four corner crops and the centre crop, int32 [5, 2]."""
+  bottom, right = height - crop, width - crop
+  return tf.stack([[0, 0], [0, right], [bottom, 0], [bottom, right],
+                   [bottom // 2, right // 2]])
+
+
+def imagenet_ten_crop(image: tf.Tensor, mean_image: tf.Tensor, *,
+                      encoded: bool, resize: int = IMAGENET_TEST_RESIZE,
+                      crop: int = IMAGENET_CROP) -> tf.Tensor:
+  """The standard 10-crop: corners and centre of the 256-resized image, and their flips.
+
+  Returns:
+    float32 [10, crop, crop, 3]: the five crops, then the same five flipped.
+  """
+  if encoded:
+    image = decode_rgb(image)
+  resized = subtract_mean(resize_shorter_side(image, resize), mean_image)
+  shape = tf.shape(resized)
+  offsets = ten_crop_offsets(shape[0], shape[1], crop)
+  crops = tf.stack([resized[offsets[i, 0]:offsets[i, 0] + crop,
+                            offsets[i, 1]:offsets[i, 1] + crop]
+                    for i in range(5)])
+  crops = tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
+  return tf.ensure_shape(crops, [10, crop, crop, 3])
+
+
+def multiscale_views(image: tf.Tensor, mean_image: tf.Tensor, *,
+                     encoded: bool,
+                     scales: Sequence[int] = IMAGENET_TEST_SCALES,
+                     flip: bool = False) -> tuple[tf.Tensor, ...]:
+  """The whole image at each test scale, for fully-convolutional testing.
+
+  Args:
+    image: uint8 [H, W, 3], or bytes when `encoded`.
+    mean_image: per-pixel mean, resized to each view.
+    encoded: whether `image` is encoded bytes.
+    scales: shorter sides of the views.
+    flip: also return each view mirrored.
+
+  Returns:
+    One float32 [V, h_s, w_s, 3] per scale, V = 2 with `flip` (the view, then
+    its mirror), else 1. Each view keeps its own size: views of different
+    images are never padded into each other.
+  """
+  if encoded:
+    image = decode_rgb(image)
+  views = []
+  for scale in scales:
+    view = subtract_mean(resize_shorter_side(image, scale), mean_image)[None]
+    if flip:
+      view = tf.concat([view, tf.reverse(view, axis=[2])], axis=0)
+    views.append(view)
+  return tuple(views)

@@ -1,0 +1,198 @@
+"""Crops, scales, flips and colour noise against hand-computed expectations."""
+
+import numpy as np
+import tensorflow as tf
+
+from tf_resnet.data import transforms
+
+
+def _seed(i: int) -> tf.Tensor:
+  return tf.constant([7, i], tf.int64)
+
+
+def _gradient_image(height: int, width: int) -> tf.Tensor:
+  """uint8 image whose red channel is the row, green the column, blue 100."""
+  rows = np.repeat(np.arange(height)[:, None], width, axis=1)
+  cols = np.repeat(np.arange(width)[None, :], height, axis=0)
+  return tf.constant(np.stack([rows % 256, cols % 256,
+                               np.full_like(rows, 100)], -1).astype(np.uint8))
+
+
+class WindowTest(tf.test.TestCase):
+
+  def test_scale_augmentation_window_bounds(self):
+    # A 300x400 image: shorter side 300 resized to S in [256, 480], then a
+    # 224 crop, is a window of side round(224 * 300 / S) in [140, 262].
+    sides, tops, lefts = [], [], []
+    for i in range(400):
+      top, left, side = transforms.scale_augmentation_window(_seed(i))(300, 400)
+      sides.append(int(side))
+      tops.append(int(top))
+      lefts.append(int(left))
+      self.assertBetween(int(top), 0, 300 - int(side))
+      self.assertBetween(int(left), 0, 400 - int(side))
+    self.assertEqual(min(sides), 140)  # S = 480.
+    self.assertEqual(max(sides), 262)  # S = 256 (262.5 rounds to even).
+    allowed = {round(224 * 300 / s) for s in range(256, 481)}
+    self.assertContainsSubset(set(sides), allowed)
+    self.assertGreater(len(set(sides)), 40)
+
+  def test_window_is_a_function_of_the_seed(self):
+    window = transforms.scale_augmentation_window(_seed(3))
+    self.assertAllEqual(window(500, 375), window(500, 375))
+    other = transforms.scale_augmentation_window(_seed(4))
+    self.assertNotAllEqual(tf.stack(window(500, 375)),
+                           tf.stack(other(500, 375)))
+
+  def test_center_window(self):
+    # 500x375: side round(224 * 375 / 256) = 328, centred.
+    top, left, side = transforms.center_window()(500, 375)
+    self.assertEqual((int(top), int(left), int(side)), (86, 23, 328))
+
+  def test_fused_jpeg_crop_equals_decode_then_crop(self):
+    image = _gradient_image(120, 90)
+    window_fn = lambda h, w: (tf.constant(17), tf.constant(9), tf.constant(64))
+    jpeg = tf.io.encode_jpeg(image, quality=100, chroma_downsampling=False)
+    fused = transforms.decode_window(jpeg, window_fn)
+    whole = tf.io.decode_jpeg(jpeg)[17:17 + 64, 9:9 + 64]
+    self.assertEqual(fused.shape, [64, 64, 3])
+    self.assertAllClose(tf.cast(fused, tf.float32), tf.cast(whole, tf.float32),
+                        atol=2.0)
+    png = transforms.decode_window(tf.io.encode_png(image), window_fn)
+    self.assertAllEqual(png, image[17:17 + 64, 9:9 + 64])
+
+
+class ImageNetViewsTest(tf.test.TestCase):
+
+  def test_train_view_shape_flip_and_mean(self):
+    image = _gradient_image(300, 400)
+    mean = tf.fill([224, 224, 3], 10.0)
+    flipped = 0
+    for i in range(20):
+      view = transforms.imagenet_train(image, _seed(i), mean, None, None,
+                                       encoded=False)
+      self.assertEqual(view.shape, [224, 224, 3])
+      # Blue is 100 everywhere; after the mean, 90 (resizing keeps constants).
+      self.assertAllClose(view[..., 2], tf.fill([224, 224], 90.0), atol=1e-3)
+      # Green grows with the column unless the view is mirrored.
+      flipped += int(view[0, 0, 1] > view[0, -1, 1])
+    self.assertBetween(flipped, 3, 17)
+
+  def test_encoded_and_decoded_inputs_agree(self):
+    image = _gradient_image(256, 300)
+    mean = tf.zeros([224, 224, 3])
+    png = tf.io.encode_png(image)
+    self.assertAllClose(
+        transforms.imagenet_train(png, _seed(1), mean, None, None,
+                                  encoded=True),
+        transforms.imagenet_train(image, _seed(1), mean, None, None,
+                                  encoded=False))
+
+  def test_center_view(self):
+    image = _gradient_image(256, 256)  # Shorter side already 256.
+    view = transforms.imagenet_center(image, tf.zeros([224, 224, 3]),
+                                      encoded=False)
+    # Window of side 224 at (16, 16): no resampling, exact pixels.
+    self.assertAllEqual(view, tf.cast(image[16:240, 16:240], tf.float32))
+
+  def test_ten_crop_offsets(self):
+    # A 256x341 resized image: corners and centre of 224x224 crops.
+    self.assertAllEqual(transforms.ten_crop_offsets(256, 341),
+                        [[0, 0], [0, 117], [32, 0], [32, 117], [16, 58]])
+
+  def test_ten_crop_views(self):
+    image = _gradient_image(256, 341)
+    crops = transforms.imagenet_ten_crop(image, tf.zeros([224, 224, 3]),
+                                         encoded=False)
+    self.assertEqual(crops.shape, [10, 224, 224, 3])
+    source = tf.cast(image, tf.float32)
+    for i, (top, left) in enumerate([(0, 0), (0, 117), (32, 0), (32, 117),
+                                     (16, 58)]):
+      expected = source[top:top + 224, left:left + 224]
+      self.assertAllClose(crops[i], expected, atol=1e-3)
+      self.assertAllClose(crops[i + 5], expected[:, ::-1], atol=1e-3)
+
+  def test_multiscale_sizes(self):
+    image = _gradient_image(300, 400)
+    views = transforms.multiscale_views(image, tf.zeros([224, 224, 3]),
+                                        encoded=False, flip=True)
+    # Shorter side to each scale, longer side 400 * s / 300 rounded.
+    self.assertEqual([tuple(v.shape) for v in views],
+                     [(2, 224, 299, 3), (2, 256, 341, 3), (2, 384, 512, 3),
+                      (2, 480, 640, 3), (2, 640, 853, 3)])
+    self.assertAllEqual(views[0][1], views[0][0][:, ::-1])
+
+  def test_mean_is_resized_to_the_view(self):
+    mean = tf.fill([224, 224, 3], 5.0)
+    views = transforms.multiscale_views(tf.fill([40, 60, 3], tf.uint8.max),
+                                        mean, encoded=False, scales=(64,))
+    self.assertAllClose(views[0], tf.fill([1, 64, 96, 3], 250.0), atol=1e-3)
+
+
+class LightingTest(tf.test.TestCase):
+
+  def test_shift_is_per_image_along_the_components(self):
+    values = tf.constant([0.2, 0.02, 0.002])
+    vectors = tf.constant(np.linalg.qr(np.random.RandomState(0).randn(3, 3))[0],
+                          tf.float32)
+    image = tf.zeros([4, 5, 3])
+    shifts = []
+    for i in range(2000):
+      shifted = transforms.pca_lighting(image, _seed(i), values, vectors)
+      self.assertAllClose(shifted, tf.broadcast_to(shifted[0, 0], [4, 5, 3]))
+      shifts.append(shifted[0, 0].numpy())
+    # Coordinates along each eigenvector: 255 * alpha_i * lambda_i, with
+    # alpha ~ N(0, 0.1).
+    coords = np.array(shifts) @ vectors.numpy()
+    self.assertAllClose(coords.std(axis=0), 255 * 0.1 * values.numpy(),
+                        rtol=0.1)
+    self.assertAllClose(coords.mean(axis=0), [0, 0, 0],
+                        atol=0.1 * 255 * 0.1 * 0.2)
+
+
+class CifarViewsTest(tf.test.TestCase):
+
+  def test_train_view_is_a_window_of_the_padded_centred_image(self):
+    image = tf.constant(np.random.RandomState(0).randint(
+        0, 256, [32, 32, 3]).astype(np.uint8))
+    mean = tf.fill([32, 32, 3], 100.0)
+    padded = np.pad(image.numpy().astype(np.float32) - 100.0,
+                    [(4, 4), (4, 4), (0, 0)])
+    offsets = set()
+    for i in range(60):
+      view = transforms.cifar_train(image, _seed(i), mean, encoded=False).numpy()
+      match = [(y, x, f) for y in range(9) for x in range(9) for f in (0, 1)
+               if np.array_equal(view, padded[y:y + 32, x:x + 32][:, ::-1]
+                                 if f else padded[y:y + 32, x:x + 32])]
+      self.assertLen(match, 1)
+      offsets.add(match[0])
+    self.assertGreater(len(offsets), 20)
+
+  def test_test_view_and_resizing(self):
+    image = tf.fill([32, 32, 3], tf.constant(50, tf.uint8))
+    self.assertAllEqual(
+        transforms.cifar_test(image, tf.fill([32, 32, 3], 20.0),
+                              encoded=False), tf.fill([32, 32, 3], 30.0))
+    small = tf.io.encode_png(tf.fill([8, 8, 1], tf.constant(200, tf.uint8)))
+    resized = transforms.to_cifar_size(small, encoded=True)
+    self.assertAllEqual(resized, tf.fill([32, 32, 3], tf.constant(200,
+                                                                   tf.uint8)))
+
+
+class DecodeTest(tf.test.TestCase):
+
+  def test_grayscale_and_alpha_become_rgb(self):
+    gray = tf.io.encode_png(tf.fill([4, 4, 1], tf.constant(9, tf.uint8)))
+    rgba = tf.io.encode_png(tf.concat(
+        [tf.fill([4, 4, 3], tf.constant(9, tf.uint8)),
+         tf.fill([4, 4, 1], tf.constant(128, tf.uint8))], axis=-1))
+    gray_jpeg = tf.io.encode_jpeg(tf.fill([8, 8, 1], tf.constant(9, tf.uint8)))
+    for data in (gray, rgba, gray_jpeg):
+      decoded = transforms.decode_rgb(data)
+      self.assertEqual(decoded.shape[-1], 3)
+      self.assertAllClose(tf.cast(decoded, tf.float32),
+                          tf.fill(decoded.shape, 9.0), atol=1.0)
+
+
+if __name__ == "__main__":
+  tf.test.main()
