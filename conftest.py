@@ -7,7 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Two logical CPUs for the whole session, before any test runs an op, so
 # tests can compare one replica with two (under Bazel each test file is its
 # own process and makes the same split itself).
-from tf_resnet.train import strategy  # pylint: disable=g-import-not-at-top
+from tf_resnet.training import strategy  # pylint: disable=g-import-not-at-top
 
 strategy.split_cpu(2)
 

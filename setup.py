@@ -25,6 +25,8 @@ setuptools.setup(
         "tensorflow-serving-api==2.21.*",
         "tensorflow-datasets>=4.9",
         "absl-py>=2.0",
+        # tf.summary's writer (TensorFlow 2.21 no longer brings it).
+        "tensorboard>=2.20",
         "grpcio>=1.60",
         # Only for the embedded `digits` data set (real images in its wheel).
         "scikit-learn>=1.3",

@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 from tf_resnet.data import pipeline
 from tf_resnet.data import sources
 from tf_resnet.data import stats
-from tf_resnet.train import strategy
+from tf_resnet.training import strategy
 
 strategy.split_cpu(2)
 

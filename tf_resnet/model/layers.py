@@ -107,10 +107,12 @@ class Conv2D(tf.Module):
 
   @tf.Module.with_name_scope
   def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
-    outputs = tf.nn.conv2d(inputs, self.kernel, strides=self.stride,
-                           padding=self._tf_padding())
+    # Variables stay float32; under mixed precision the computation follows
+    # the inputs' dtype.
+    outputs = tf.nn.conv2d(inputs, tf.cast(self.kernel, inputs.dtype),
+                           strides=self.stride, padding=self._tf_padding())
     if self.bias is not None:
-      outputs = tf.nn.bias_add(outputs, self.bias)
+      outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, inputs.dtype))
     height, width = outputs.shape[1], outputs.shape[2]
     if height is not None and width is not None:
       cost.record(self, "conv", outputs,
@@ -218,7 +220,8 @@ class Linear(tf.Module):
 
   @tf.Module.with_name_scope
   def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
-    outputs = tf.matmul(inputs, self.kernel) + self.bias
+    outputs = (tf.matmul(inputs, tf.cast(self.kernel, inputs.dtype))
+               + tf.cast(self.bias, inputs.dtype))
     cost.record(self, "linear", outputs, self.in_features * self.out_features)
     return outputs
 

@@ -1,1 +1,0 @@
-"""Training: config, optimizer and schedules, the task's step, the loop, strategies."""
