@@ -35,6 +35,8 @@ setuptools.setup(
     entry_points={
         "console_scripts": [
             "tf-resnet-summary=tf_resnet.summary:run",
+            "tf-resnet-train=tf_resnet.train:run",
+            "tf-resnet-evaluate=tf_resnet.evaluate:run",
         ],
     },
 )

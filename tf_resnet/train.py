@@ -113,6 +113,10 @@ flags.DEFINE_enum("precision", "float32", list(task_lib.PRECISIONS),
                   "float32, or mixed precision (float32 variables; float16 "
                   "with dynamic loss scaling, or bfloat16).")
 flags.DEFINE_bool("xla", False, "Compile the training step with XLA.")
+flags.DEFINE_bool("sync_batch_norm", False,
+                  "Batch statistics over all replicas (synchronized BN) "
+                  "instead of each replica's own, as the paper's per-GPU "
+                  "BN did; makes N replicas compute what one device would.")
 flags.DEFINE_integer("stats_max_images", 10_000,
                      "Training images read for the per-pixel mean and the "
                      "RGB principal components.")
@@ -154,7 +158,8 @@ def build_config(source: sources.Source) -> config_lib.TrainConfig:
   family = source.family
   model = zoo.ModelConfig(family=family, architecture=FLAGS.model,
                           depth=FLAGS.depth, shortcut=FLAGS.shortcut,
-                          num_classes=source.num_classes)
+                          num_classes=source.num_classes,
+                          sync_batch_norm=FLAGS.sync_batch_norm)
   warmup = FLAGS.warmup_learning_rate
   if (warmup is None and family == "cifar" and model.architecture == "resnet"
       and model.depth >= 110):

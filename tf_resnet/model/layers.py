@@ -40,6 +40,10 @@ def he_normal(shape: tuple[int, ...], fan_in: int,
   return tf.random.normal(shape, stddev=math.sqrt(2.0 / fan_in), seed=seed)
 
 
+def _num_replicas() -> int:
+  return tf.distribute.get_strategy().num_replicas_in_sync
+
+
 def _check_positive(**values: int) -> None:
   for name, value in values.items():
     if not isinstance(value, int) or value < 1:
@@ -129,6 +133,10 @@ class BatchNorm(tf.Module):
   batch variance; in inference the moving statistics are used. The moving
   statistics are replica-local under `tf.distribute` (read as their mean
   across replicas), as in the paper's per-GPU batch normalization.
+
+  With `cross_replica=True` the batch statistics are those of the global
+  batch, summed over the replicas ("synchronized" batch normalization), so
+  a step on N replicas equals the same step on one device.
   """
 
   def __init__(self,
@@ -137,6 +145,7 @@ class BatchNorm(tf.Module):
                decay: float = 0.9,
                epsilon: float = 1e-5,
                scale_init: float = 1.0,
+               cross_replica: bool = False,
                name: Optional[str] = None):
     """Constructs a batch normalization.
 
@@ -147,6 +156,8 @@ class BatchNorm(tf.Module):
       epsilon: added to the variance, Caffe's default.
       scale_init: initial value of the scale gamma (1; 0 for the optional
         zero-initialised last norm of a residual branch).
+      cross_replica: normalize with the global batch's statistics under
+        `tf.distribute` instead of each replica's own.
       name: module name.
 
     Raises:
@@ -161,6 +172,7 @@ class BatchNorm(tf.Module):
     self.channels = channels
     self.decay = decay
     self.epsilon = epsilon
+    self.cross_replica = cross_replica
     replica_local = dict(trainable=False,
                          synchronization=tf.VariableSynchronization.ON_READ,
                          aggregation=tf.VariableAggregation.MEAN)
@@ -176,7 +188,13 @@ class BatchNorm(tf.Module):
 
   @tf.Module.with_name_scope
   def __call__(self, inputs: tf.Tensor, *, is_training: bool) -> tf.Tensor:
-    if is_training:
+    if is_training and self.cross_replica and _num_replicas() > 1:
+      outputs, mean, variance = self._global_batch_norm(inputs)
+      momentum = 1.0 - self.decay
+      self.moving_mean.assign_sub(momentum * (self.moving_mean - mean))
+      self.moving_variance.assign_sub(
+          momentum * (self.moving_variance - variance))
+    elif is_training:
       # The fused kernel returns the Bessel-corrected batch variance, meant
       # for the moving average; it normalizes with the biased one.
       outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
@@ -194,6 +212,27 @@ class BatchNorm(tf.Module):
           epsilon=self.epsilon, data_format="NHWC", is_training=False)
     cost.record(self, "batch_norm", outputs)
     return outputs
+
+  def _global_batch_norm(self, inputs: tf.Tensor):
+    """Normalizes with the statistics of the batch over all replicas.
+
+    Returns:
+      The outputs, the global mean, and the global unbiased variance (for the
+      moving average).
+    """
+    x = tf.cast(inputs, tf.float32)
+    count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+    sums = tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM,
+        [tf.reduce_sum(x, axis=(0, 1, 2)),
+         tf.reduce_sum(tf.square(x), axis=(0, 1, 2)), count])
+    total, squares, n = sums
+    mean = total / n
+    variance = tf.maximum(squares / n - tf.square(mean), 0.0)
+    outputs = tf.nn.batch_normalization(x, mean, variance, self.offset,
+                                        self.scale, self.epsilon)
+    return (tf.cast(outputs, inputs.dtype), mean,
+            variance * n / tf.maximum(n - 1.0, 1.0))
 
 
 class Linear(tf.Module):

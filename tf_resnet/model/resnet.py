@@ -278,6 +278,7 @@ class ResNet(tf.Module):
                zero_init_last_bn: bool = False,
                bn_decay: float = 0.9,
                bn_epsilon: float = 1e-5,
+               sync_batch_norm: bool = False,
                in_channels: int = 3,
                name: Optional[str] = None):
     """Constructs a network.
@@ -297,6 +298,8 @@ class ResNet(tf.Module):
         zero (not the paper's choice).
       bn_decay: decay of the batch-norm moving statistics.
       bn_epsilon: batch normalization's variance epsilon.
+      sync_batch_norm: under `tf.distribute`, normalize with the global
+        batch's statistics (not the paper's per-GPU statistics).
       in_channels: channels of the input images.
       name: module name.
 
@@ -322,7 +325,8 @@ class ResNet(tf.Module):
     self.block = block
     self.shortcut = shortcut
     self.num_classes = num_classes
-    bn_options = dict(decay=bn_decay, epsilon=bn_epsilon)
+    bn_options = dict(decay=bn_decay, epsilon=bn_epsilon,
+                      cross_replica=sync_batch_norm)
     block_fn = functools.partial(BLOCKS[block], shortcut=shortcut,
                                  stride_on_3x3=stride_on_3x3,
                                  zero_init_last_bn=zero_init_last_bn,

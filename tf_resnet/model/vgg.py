@@ -95,6 +95,7 @@ class VGG(tf.Module):
                batch_norm: bool = True,
                bn_decay: float = 0.9,
                bn_epsilon: float = 1e-5,
+               sync_batch_norm: bool = False,
                in_channels: int = 3,
                name: Optional[str] = None):
     """Constructs a VGG network.
@@ -106,11 +107,13 @@ class VGG(tf.Module):
         library's convention) instead of biases (the original).
       bn_decay: decay of the batch-norm moving statistics.
       bn_epsilon: batch normalization's variance epsilon.
+      sync_batch_norm: normalize with the global batch's statistics.
       in_channels: channels of the input images.
       name: module name.
     """
     super().__init__(name=name)
-    bn_options = dict(decay=bn_decay, epsilon=bn_epsilon)
+    bn_options = dict(decay=bn_decay, epsilon=bn_epsilon,
+                      cross_replica=sync_batch_norm)
     self.num_classes = num_classes
     with self.name_scope:
       self.stages = []

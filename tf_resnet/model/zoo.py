@@ -43,6 +43,8 @@ class ModelConfig:
     stride_on_3x3: bottleneck stride on the 3x3 ("v1.5"; not the paper's).
     zero_init_last_bn: zero-initialise each residual branch's last BN scale
       (not the paper's).
+    sync_batch_norm: batch statistics over all replicas instead of each
+      replica's own (not the paper's; makes N replicas equal one device).
   """
 
   family: str = "imagenet"
@@ -52,6 +54,7 @@ class ModelConfig:
   num_classes: Optional[int] = None
   stride_on_3x3: bool = False
   zero_init_last_bn: bool = False
+  sync_batch_norm: bool = False
 
   def __post_init__(self):
     if self.family not in FAMILIES:
@@ -114,9 +117,11 @@ class ModelConfig:
 def build_model(config: ModelConfig) -> Network:
   """Builds the network a config describes, with freshly initialised weights."""
   if config.architecture == "vgg19":
-    return vgg.vgg19(num_classes=config.num_classes)
+    return vgg.vgg19(num_classes=config.num_classes,
+                     sync_batch_norm=config.sync_batch_norm)
   options = dict(num_classes=config.num_classes,
-                 zero_init_last_bn=config.zero_init_last_bn)
+                 zero_init_last_bn=config.zero_init_last_bn,
+                 sync_batch_norm=config.sync_batch_norm)
   shortcut = config.shortcut if config.architecture == "resnet" else None
   if config.family == "imagenet":
     return resnet.imagenet_resnet(config.depth, shortcut=shortcut,

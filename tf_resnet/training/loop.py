@@ -61,6 +61,7 @@ class RunResult:
   interrupted_by: Optional[int] = None  # The signal that stopped it.
   last_eval: Optional[evaluation.EvalResult] = None
   checkpoint: Optional[str] = None
+  model: Optional[tf.Module] = None  # The trained network.
 
 
 def _is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -337,7 +338,8 @@ def train(config: config_lib.TrainConfig,
       tf.io.gfile.makedirs(directory)
     return path
 
-  result = RunResult(step=start, checkpoint=manager.latest_checkpoint)
+  result = RunResult(step=start, checkpoint=manager.latest_checkpoint,
+                     model=model)
   last_save = time.time()
   step = start
   with _SignalCatcher() as signals:
