@@ -86,7 +86,7 @@ class DistributedTest(tf.test.TestCase):
     source = _numbered_source(24)
     config = pipeline.InputConfig(global_batch_size=8, seed=11)
     single = _take(pipeline.train_dataset(source, _zero_stats(), config), 3)
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    mirrored = strategy.mirrored(("/cpu:0", "/cpu:1"))
     dist = mirrored.distribute_datasets_from_function(
         lambda ctx: pipeline.train_dataset(source, _zero_stats(), config, ctx))
     iterator = iter(dist)

@@ -236,6 +236,9 @@ def train(config: config_lib.TrainConfig,
                            "w") as f:
       f.write(config.to_json())
 
+  # The seed fixes the initial weights too: the same command gives the same
+  # run.
+  tf.random.set_seed(config.input.seed)
   with strategy.scope():
     model = zoo.build_model(config.model)
     variables = model.trainable_variables

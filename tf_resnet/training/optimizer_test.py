@@ -1,6 +1,5 @@
 """Tests of SGD with momentum: hand computations, checkpoints, strategies."""
 
-import functools
 import os
 
 from absl.testing import parameterized
@@ -16,14 +15,8 @@ from tf_resnet.training import strategy
 _DEVICES = strategy.split_cpu(2)
 
 
-@functools.lru_cache(maxsize=None)
 def _mirrored() -> tf.distribute.MirroredStrategy:
-  """One MirroredStrategy for the whole process, as in training.
-
-  The all-reduces of two MirroredStrategy objects in one process can use the
-  same collective instance keys and clash (tensorflow/tensorflow#62790).
-  """
-  return tf.distribute.MirroredStrategy(_DEVICES)
+  return strategy.mirrored(tuple(_DEVICES))
 
 
 def _apply_steps(opt, gradients_per_step, learning_rates):

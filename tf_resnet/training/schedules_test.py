@@ -278,7 +278,7 @@ class DistributedTest(tf.test.TestCase):
 
   def test_mirrored_replicas_read_the_host_updates(self):
     # No collective ops here, so a MirroredStrategy of its own is safe.
-    mirrored = tf.distribute.MirroredStrategy(_DEVICES)
+    mirrored = strategy.mirrored(tuple(_DEVICES))
     with mirrored.scope():
       warmup = schedules.Warmup(_plateau())
 

@@ -1,5 +1,6 @@
 """Choosing the `tf.distribute` strategy, and logical CPU devices for machines without GPUs."""
 
+import functools
 from typing import Optional
 
 import tensorflow as tf
@@ -42,6 +43,17 @@ def split_cpu(num_devices: int) -> list[str]:
   return [f"/cpu:{i}" for i in range(num_devices)]
 
 
+@functools.lru_cache(maxsize=None)
+def mirrored(devices: tuple[str, ...]) -> tf.distribute.MirroredStrategy:
+  """The MirroredStrategy over `devices`, one per process.
+
+  Two MirroredStrategy objects in one process can hand out the same
+  collective instance keys, and their all-reduces then abort with a shape
+  mismatch; every caller therefore shares one strategy per device set.
+  """
+  return tf.distribute.MirroredStrategy(list(devices))
+
+
 def make_strategy(name: str = "default",
                   num_cpu_devices: Optional[int] = None
                   ) -> tf.distribute.Strategy:
@@ -71,5 +83,5 @@ def make_strategy(name: str = "default",
     return tf.distribute.OneDeviceStrategy(gpus[0] if gpus else "/cpu:0")
   devices = gpus or cpus
   if name == "mirrored" or (devices and len(devices) > 1):
-    return tf.distribute.MirroredStrategy(devices or ["/cpu:0"])
+    return mirrored(tuple(devices or ["/cpu:0"]))
   return tf.distribute.get_strategy()

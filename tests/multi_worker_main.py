@@ -1,0 +1,67 @@
+r"""One worker of multi_worker_test's MultiWorkerMirroredStrategy run.
+
+Trains ResNet-8 on digits for a few steps with the cluster that TF_CONFIG
+describes, then saves every variable of the trained network (its value on
+this worker) to an .npz file, keyed by variable name, so that the test can
+compare what the workers hold.
+
+Usage:
+  TF_CONFIG='{"cluster": {"worker": ["127.0.0.1:P0", "127.0.0.1:P1"]},
+              "task": {"type": "worker", "index": 0}}' \
+  python tests/multi_worker_main.py --model_dir=/tmp/run --output=/tmp/w0.npz
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+import numpy as np
+
+from tf_resnet.data import pipeline
+from tf_resnet.model import zoo
+from tf_resnet.training import config as config_lib
+from tf_resnet.training import loop
+
+_MODEL_DIR = flags.DEFINE_string("model_dir", None,
+                                 "The run's directory, shared by the workers.")
+_OUTPUT = flags.DEFINE_string("output", None,
+                              "Where this worker's variables go (.npz).")
+flags.mark_flags_as_required(["model_dir", "output"])
+
+TRAIN_STEPS = 6
+
+
+def make_config(model_dir: str) -> config_lib.TrainConfig:
+  """The tiny run both workers make: ResNet-8 on digits, 6 steps of batch 16."""
+  return config_lib.TrainConfig(
+      model=zoo.ModelConfig(family="cifar", depth=8, num_classes=10),
+      data=config_lib.DataConfig(dataset="digits"),
+      input=pipeline.InputConfig(global_batch_size=16),
+      schedule=config_lib.ScheduleConfig(kind="steps", boundaries=()),
+      model_dir=model_dir,
+      train_steps=TRAIN_STEPS,
+      steps_per_loop=3,
+      strategy="multi_worker",
+      eval_examples=40)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if "TF_CONFIG" not in os.environ:
+    raise app.UsageError("TF_CONFIG must describe the cluster and this task")
+  result = loop.train(make_config(_MODEL_DIR.value))
+  values = {}
+  for variable in result.model.variables:
+    if variable.name in values:
+      raise ValueError(f"two variables are named {variable.name}")
+    values[variable.name] = variable.numpy()
+  np.savez(_OUTPUT.value, **values)
+  print(f"step {result.step}: saved {len(values)} variables to "
+        f"{_OUTPUT.value}", flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
