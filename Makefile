@@ -1,5 +1,5 @@
 # The two commands of the README, and what they stand on.
-#   make demo   install, then show the paper's networks beside its figures
+#   make demo   install, then the zoo beside the paper, a training run and its evaluation
 #   make test   install, then the whole test suite (pytest) and a Bazel smoke
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -33,8 +33,17 @@ bazel-tools:
 	  echo "      install Debian's bazel-bootstrap and bazel-rules-java to use the Bazel targets."; \
 	fi
 
+# The main job end to end on the embedded data set (no network): the zoo
+# beside the paper, then a CIFAR-family ResNet-20 trained on scikit-learn's
+# handwritten digits, and its evaluation from the checkpoint.
+DEMO_DIR ?= /tmp/tf_resnet_demo
 demo: setup
 	$(BIN)/python -m tf_resnet.summary --zoo
+	rm -rf $(DEMO_DIR)
+	$(BIN)/python -m tf_resnet.train --dataset=digits --depth=20 \
+	  --batch_size=64 --train_steps=300 --steps_per_loop=25 \
+	  --eval_every_steps=100 --model_dir=$(DEMO_DIR)
+	$(BIN)/python -m tf_resnet.evaluate --model_dir=$(DEMO_DIR)
 
 test: setup
 	$(BIN)/python -m pytest

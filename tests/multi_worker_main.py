@@ -17,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
+from absl import logging
 import numpy as np
 
 from tf_resnet.data import pipeline
@@ -52,7 +53,13 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if "TF_CONFIG" not in os.environ:
     raise app.UsageError("TF_CONFIG must describe the cluster and this task")
+  # Without -v, TensorFlow would log every collective it launches.
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
   result = loop.train(make_config(_MODEL_DIR.value))
+  # Weights are mirrored: this worker's copy. Batch-norm statistics are each
+  # worker's own and read as their mean over the workers, as a checkpoint
+  # saves them.
   values = {}
   for variable in result.model.variables:
     if variable.name in values:

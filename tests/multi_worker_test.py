@@ -54,7 +54,7 @@ class MultiWorkerTest(absltest.TestCase):
 
   def _run_workers(self, model_dir: str,
                    root: str) -> tuple[list[str], int]:
-    """Runs the two workers to the end; returns their .npz paths and the chief's pid."""
+    """Runs both workers to the end; returns their .npz files, chief pid."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     workers, logs, outputs = [], [], []
     for index in range(2):

@@ -77,6 +77,9 @@ class Evaluator:
     for views, labels in dataset:
       if self.mode == "multiscale":
         labels = tf.reshape(labels, [1])
+      elif max_examples is not None and count + len(labels) > max_examples:
+        views, labels = (views[:max_examples - count],
+                         labels[:max_examples - count])
       e1, e5 = _errors(self.scores(views), labels)
       top1, top5, count = top1 + e1, top5 + e5, count + int(labels.shape[0])
       if max_examples is not None and count >= max_examples:

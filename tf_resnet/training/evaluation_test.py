@@ -58,6 +58,13 @@ class EvaluatorTest(tf.test.TestCase):
     self.assertEqual(result.examples, 1)
     self.assertEqual(result.top1_error, float(np.argmax(expected) != 0))
 
+  def test_max_examples_is_exact(self):
+    images = tf.zeros([10, 2, 2, 3])
+    ds = tf.data.Dataset.from_tensor_slices((images, tf.zeros([10], tf.int32)))
+    result = evaluation.Evaluator(_mean_model(), "center").evaluate(
+        ds.batch(4), max_examples=6)
+    self.assertEqual(result.examples, 6)
+
   def test_empty_dataset_is_an_error(self):
     ds = tf.data.Dataset.from_tensors((tf.zeros([1, 2, 2, 3]),
                                        tf.constant([0]))).take(0)
