@@ -41,7 +41,7 @@ for path in sys.argv[1:]:
   print(json.dumps({"path": path, **{name: FLAGS[name].value for name in (
       "dataset", "model", "depth", "shortcut", "batch_size", "train_steps",
       "schedule", "lr_boundaries", "learning_rate", "momentum",
-      "weight_decay", "eval_every_steps", "warmup_learning_rate")}}))
+      "weight_decay", "warmup_learning_rate")}}))
 """
 
 
@@ -363,6 +363,7 @@ class TrainMainTest(parameterized.TestCase):
           self.assertEqual(values["batch_size"], 256)
           self.assertEqual(values["train_steps"], 600_000)
           self.assertEqual(values["schedule"], "plateau")
+          self.assertIsNone(values["lr_boundaries"])
         else:  # Section 4.2.
           self.assertEqual(values["batch_size"], 128)
           self.assertEqual(values["train_steps"], 64_000)

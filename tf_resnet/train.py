@@ -117,6 +117,12 @@ flags.DEFINE_bool("sync_batch_norm", False,
                   "Batch statistics over all replicas (synchronized BN) "
                   "instead of each replica's own, as the paper's per-GPU "
                   "BN did; makes N replicas compute what one device would.")
+flags.DEFINE_string("export_dir", None,
+                    "Export a SavedModel (TF Serving signatures) as a new "
+                    "version under this base path when training ends.")
+flags.DEFINE_bool("export_best", False,
+                  "Also export whenever the validation error improves.")
+flags.DEFINE_integer("keep_exports", 3, "Exported versions to keep.")
 flags.DEFINE_integer("stats_max_images", 10_000,
                      "Training images read for the per-pixel mean and the "
                      "RGB principal components.")
@@ -201,7 +207,10 @@ def build_config(source: sources.Source) -> config_lib.TrainConfig:
       precision=FLAGS.precision,
       xla=FLAGS.xla,
       strategy=FLAGS.strategy,
-      num_cpu_devices=FLAGS.num_cpu_devices)
+      num_cpu_devices=FLAGS.num_cpu_devices,
+      export_dir=FLAGS.export_dir,
+      export_best=FLAGS.export_best,
+      keep_exports=FLAGS.keep_exports)
 
 
 def main(argv):

@@ -103,6 +103,11 @@ class TrainConfig:
     xla: compile the step with XLA.
     strategy: `default`, `one_device`, `mirrored` or `multi_worker`.
     num_cpu_devices: split the CPU into this many logical devices.
+    export_dir: export a SavedModel version here when training ends (like
+      tf.estimator's FinalExporter).
+    export_best: also export whenever the validation error improves (like
+      BestExporter).
+    keep_exports: the number of exported versions kept.
   """
 
   model: zoo.ModelConfig
@@ -123,9 +128,13 @@ class TrainConfig:
   xla: bool = False
   strategy: str = "default"
   num_cpu_devices: Optional[int] = None
+  export_dir: Optional[str] = None
+  export_best: bool = False
+  keep_exports: int = 3
 
   def __post_init__(self):
-    for name in ("train_steps", "steps_per_loop", "keep_checkpoints"):
+    for name in ("train_steps", "steps_per_loop", "keep_checkpoints",
+                 "keep_exports"):
       if getattr(self, name) < 1:
         raise ValueError(f"`{name}` must be positive, not "
                          f"{getattr(self, name)}")
@@ -142,6 +151,8 @@ class TrainConfig:
                        f"{strategy_lib.STRATEGIES}, not {self.strategy!r}")
     if not 0.0 <= self.momentum < 1.0:
       raise ValueError(f"`momentum` must be in [0, 1), not {self.momentum}")
+    if self.export_best and not self.export_dir:
+      raise ValueError("`export_best` needs `export_dir`")
     if self.weight_decay < 0:
       raise ValueError(f"`weight_decay` must be >= 0, not "
                        f"{self.weight_decay}")

@@ -35,6 +35,8 @@ import tensorflow as tf
 from tf_resnet.data import pipeline
 from tf_resnet.data import sources
 from tf_resnet.data import stats as stats_lib
+from tf_resnet.exporting import serving_module
+from tf_resnet.exporting import writer
 from tf_resnet.model import zoo
 from tf_resnet.training import config as config_lib
 from tf_resnet.training import evaluation
@@ -46,6 +48,7 @@ from tf_resnet.training import task as task_lib
 CONFIG_FILE = "config.json"
 STATS_FILE = "stats.json"
 METRICS_FILE = "metrics.jsonl"
+LABELS_FILE = "labels.txt"
 BEST_DIR = "best"
 
 
@@ -235,6 +238,9 @@ def train(config: config_lib.TrainConfig,
     with tf.io.gfile.GFile(os.path.join(config.model_dir, CONFIG_FILE),
                            "w") as f:
       f.write(config.to_json())
+    with tf.io.gfile.GFile(os.path.join(config.model_dir, LABELS_FILE),
+                           "w") as f:
+      f.write("".join(f"{name}\n" for name in source.class_names))
 
   # The seed fixes the initial weights too: the same command gives the same
   # run.
@@ -334,6 +340,17 @@ def train(config: config_lib.TrainConfig,
                      f"({result.examples} examples)")
     return result
 
+  def export(step: int, why: str) -> None:
+    # Estimator-style exporters: a new SavedModel version, the last few kept.
+    if not (chief and config.export_dir):
+      return
+    module = serving_module.for_run(model, config.model.family,
+                                    statistics.mean_image,
+                                    source.class_names)
+    path = writer.write(module, config.export_dir)
+    writer.prune(config.export_dir, config.keep_exports)
+    progress.message(f"step {step}: exported {path} ({why})")
+
   def save(step: int) -> str:
     path = manager.save(checkpoint_number=step)
     if not chief:
@@ -390,6 +407,8 @@ def train(config: config_lib.TrainConfig,
           best_error.assign(result.last_eval.top1_error)
           if chief:
             best_manager.save(checkpoint_number=step)
+          if config.export_best:
+            export(step, "best validation error so far")
       due_save = ((config.checkpoint_every_steps
                    and step % config.checkpoint_every_steps == 0)
                   or time.time() - last_save >= config.checkpoint_every_secs
@@ -411,5 +430,6 @@ def train(config: config_lib.TrainConfig,
         best_manager.save(checkpoint_number=step)
     if step > start or not manager.latest_checkpoint:
       result.checkpoint = save(step)
+      export(step, "end of training")
   result.step = step
   return result

@@ -1,0 +1,202 @@
+"""The exported model: the paper's preprocessing and multi-scale testing inside the graph.
+
+A `ServingModule` wraps a trained network with everything a caller would
+otherwise need to know: decoding (grayscale and alpha to RGB), the run's
+per-pixel mean, the fully-convolutional evaluation of each image at each test
+scale (and, optionally, mirrored), the softmax, the averaging of scores over
+scales, and the class names. Its signatures follow tf.estimator's
+ClassificationOutput and PredictOutput, so TensorFlow Serving's Classify and
+Predict APIs take them as they are:
+
+* `serving_default`, `classification` (classify method): `inputs`, serialized
+  `tf.Example`s whose `image/encoded` is a JPEG or PNG; outputs `classes`
+  (label names) and `scores` (probabilities), [N, K], best first.
+* `predict`: `image_bytes` [N]; outputs `probabilities` [N, C], `classes`
+  (int64 top-1), `top_k_classes`, `top_k_scores`, `labels` (top-k names).
+* `predict_images`: decoded uint8 images [N, H, W, 3]; the same outputs.
+* `classify_single_view`, `predict_single_view`: one view per image (the
+  centre crop on ImageNet, the image itself on CIFAR), for latency-bound
+  callers.
+
+Every image is processed at its own size: a request may mix sizes.
+"""
+
+from typing import Optional, Sequence
+
+import tensorflow as tf
+
+from tf_resnet.data import transforms
+
+IMAGE_FEATURE = "image/encoded"
+CLASSIFY_SIGNATURES = ("serving_default", "classification",
+                       "classify_single_view")
+
+
+def _check_image(data: tf.Tensor) -> tf.Tensor:
+  """Fails the call with InvalidArgument unless `data` looks like a JPEG or PNG."""
+  head = tf.strings.substr(data, 0, 8)
+  ok = tf.logical_or(tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff"),
+                     tf.equal(head, b"\x89PNG\r\n\x1a\n"))
+  with tf.control_dependencies([tf.debugging.Assert(
+      ok, ["an image is neither a JPEG nor a PNG (first bytes:",
+           tf.strings.substr(data, 0, 4), ")"])]):
+    return tf.identity(data)
+
+
+class ServingModule(tf.Module):
+  """A trained network with its preprocessing, for export."""
+
+  def __init__(self, model: tf.Module, *, family: str,
+               mean_image, labels: Sequence[str], scales: Sequence[int],
+               flip: bool = False, top_k: int = 5, name: str = "serving"):
+    """Wraps a network.
+
+    Args:
+      model: the trained network, `model(images, is_training=False)`.
+      family: `imagenet` or `cifar`: which preprocessing.
+      mean_image: the run's per-pixel mean, [S, S, 3].
+      labels: class names, one per output.
+      scales: shorter sides of the multi-scale views (ImageNet); CIFAR uses
+        its native 32x32 view.
+      flip: also average the mirrored views.
+      top_k: classes returned per image.
+      name: module name.
+
+    Raises:
+      ValueError: if the labels do not match the network's outputs, or for
+        a bad `top_k` or scale.
+    """
+    super().__init__(name=name)
+    num_classes = model.num_classes
+    if len(labels) != num_classes:
+      raise ValueError(f"{len(labels)} labels for a network with "
+                       f"{num_classes} outputs")
+    if not 1 <= top_k <= num_classes:
+      raise ValueError(f"`top_k` must be in [1, {num_classes}], not {top_k}")
+    if family == "imagenet" and min(scales) < transforms.IMAGENET_CROP:
+      raise ValueError(f"ImageNet scales must be at least "
+                       f"{transforms.IMAGENET_CROP}, not {min(scales)}")
+    self.model = model
+    self.family = family
+    self.scales = tuple(int(s) for s in scales)
+    self.flip = flip
+    self.top_k = top_k
+    self.num_classes = num_classes
+    self.mean_image = tf.Variable(tf.constant(mean_image, tf.float32),
+                                  trainable=False, name="mean_image")
+    self.labels = tf.Variable(tf.constant(list(labels), tf.string),
+                              trainable=False, name="labels")
+
+  def _probabilities(self, views: tf.Tensor) -> tf.Tensor:
+    return tf.nn.softmax(self.model(views, is_training=False))
+
+  def multiscale_scores(self, image: tf.Tensor, encoded: bool) -> tf.Tensor:
+    """Scores [C] of one image: the paper's fully-convolutional multi-scale test."""
+    if self.family == "cifar":
+      return self.single_view_scores(image, encoded)
+    views = transforms.multiscale_views(image, self.mean_image,
+                                        encoded=encoded, scales=self.scales,
+                                        flip=self.flip)
+    per_scale = [tf.reduce_mean(self._probabilities(v), axis=0)
+                 for v in views]
+    return tf.reduce_mean(tf.stack(per_scale), axis=0)
+
+  def single_view(self, image: tf.Tensor, encoded: bool) -> tf.Tensor:
+    """The single test view of one image."""
+    if self.family == "cifar":
+      return transforms.cifar_test(image, self.mean_image, encoded=encoded)
+    return transforms.imagenet_center(image, self.mean_image, encoded=encoded)
+
+  def single_view_scores(self, image: tf.Tensor, encoded: bool) -> tf.Tensor:
+    return self._probabilities(self.single_view(image, encoded)[None])[0]
+
+  def _map(self, fn, images: tf.Tensor, encoded: bool) -> tf.Tensor:
+    if encoded:
+      images = tf.map_fn(_check_image, images)
+    return tf.map_fn(lambda x: fn(x, encoded), images,
+                     fn_output_signature=tf.TensorSpec([self.num_classes],
+                                                       tf.float32))
+
+  def _single_view_batch(self, images: tf.Tensor, encoded: bool) -> tf.Tensor:
+    # Views share one size, so the network runs once on the whole batch.
+    if encoded:
+      images = tf.map_fn(_check_image, images)
+    views = tf.map_fn(lambda x: self.single_view(x, encoded), images,
+                      fn_output_signature=tf.float32)
+    return self._probabilities(views)
+
+  def _predict_outputs(self, probabilities: tf.Tensor) -> dict[str, tf.Tensor]:
+    top = tf.math.top_k(probabilities, k=self.top_k)
+    indices = tf.cast(top.indices, tf.int64)
+    return {"probabilities": probabilities,
+            "classes": indices[:, 0],
+            "top_k_classes": indices,
+            "top_k_scores": top.values,
+            "labels": tf.gather(self.labels, top.indices)}
+
+  def _classify_outputs(self, probabilities: tf.Tensor
+                        ) -> dict[str, tf.Tensor]:
+    top = tf.math.top_k(probabilities, k=self.top_k)
+    return {"classes": tf.gather(self.labels, top.indices),
+            "scores": top.values}
+
+  @staticmethod
+  def _parse(serialized: tf.Tensor) -> tf.Tensor:
+    features = tf.io.parse_example(
+        serialized, {IMAGE_FEATURE: tf.io.FixedLenFeature([], tf.string)})
+    return features[IMAGE_FEATURE]
+
+  def signatures(self) -> dict[str, tf.types.experimental.ConcreteFunction]:
+    """The concrete functions to export, by signature key."""
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
+                                                name="inputs")])
+    def classify(inputs):
+      images = self._parse(inputs)
+      return self._classify_outputs(
+          self._map(self.multiscale_scores, images, encoded=True))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
+                                                name="inputs")])
+    def classify_single_view(inputs):
+      return self._classify_outputs(
+          self._single_view_batch(self._parse(inputs), encoded=True))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
+                                                name="image_bytes")])
+    def predict(image_bytes):
+      return self._predict_outputs(
+          self._map(self.multiscale_scores, image_bytes, encoded=True))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3],
+                                                tf.uint8, name="images")])
+    def predict_images(images):
+      return self._predict_outputs(
+          self._map(self.multiscale_scores, images, encoded=False))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
+                                                name="image_bytes")])
+    def predict_single_view(image_bytes):
+      return self._predict_outputs(
+          self._single_view_batch(image_bytes, encoded=True))
+
+    classify_fn = classify.get_concrete_function()
+    return {
+        "serving_default": classify_fn,
+        "classification": classify_fn,
+        "classify_single_view": classify_single_view.get_concrete_function(),
+        "predict": predict.get_concrete_function(),
+        "predict_images": predict_images.get_concrete_function(),
+        "predict_single_view": predict_single_view.get_concrete_function(),
+    }
+
+
+def for_run(model: tf.Module, family: str, mean_image, labels: Sequence[str],
+            scales: Optional[Sequence[int]] = None, flip: bool = False,
+            top_k: int = 5) -> ServingModule:
+  """A ServingModule with the family's defaults: the paper's five test scales on ImageNet."""
+  if not scales:
+    scales = (transforms.IMAGENET_TEST_SCALES if family == "imagenet"
+              else (transforms.CIFAR_SIZE,))
+  return ServingModule(model, family=family, mean_image=mean_image,
+                       labels=labels, scales=scales, flip=flip,
+                       top_k=min(top_k, len(labels)))

@@ -1,0 +1,82 @@
+"""Writes a `ServingModule` as `base_path/<version>/`, atomically.
+
+TensorFlow Serving (and this project's server) watch `base_path` for numeric
+subdirectories. The export is written under a temporary, non-numeric name in
+the same directory and renamed into place, so a watcher never sees half a
+model; the classify signatures get TF Serving's classify method name.
+"""
+
+import os
+import shutil
+from typing import Optional
+
+import tensorflow as tf
+from tensorflow.python.saved_model import method_name_updater  # pylint: disable=g-direct-tensorflow-import
+
+from tf_resnet.exporting import serving_module
+
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+
+
+def versions(base_path: str) -> list[int]:
+  """The numeric versions under `base_path`, sorted."""
+  if not os.path.isdir(base_path):
+    return []
+  return sorted(int(d) for d in os.listdir(base_path)
+                if d.isdigit() and os.path.isdir(os.path.join(base_path, d)))
+
+
+def write(module: serving_module.ServingModule, base_path: str,
+          version: Optional[int] = None, overwrite: bool = False) -> str:
+  """Exports `module` as a new version under `base_path`.
+
+  Args:
+    module: what to export.
+    base_path: the model's base path (created if missing).
+    version: the version number; default one above the highest there.
+    overwrite: replace an existing version instead of refusing.
+
+  Returns:
+    The version's directory.
+
+  Raises:
+    FileExistsError: if the version exists and `overwrite` is False.
+    ValueError: for a version below 1.
+  """
+  existing = versions(base_path)
+  version = version if version is not None else (existing[-1] + 1
+                                                 if existing else 1)
+  if version < 1:
+    raise ValueError(f"`version` must be a positive integer, not {version}")
+  final = os.path.join(base_path, str(version))
+  if os.path.exists(final) and not overwrite:
+    raise FileExistsError(f"{final} exists; choose another --version or "
+                          "pass --overwrite")
+  os.makedirs(base_path, exist_ok=True)
+  tmp = os.path.join(base_path, f".tmp-{version}-{os.getpid()}")
+  shutil.rmtree(tmp, ignore_errors=True)
+  try:
+    tf.saved_model.save(module, tmp, signatures=module.signatures())
+    updater = method_name_updater.MethodNameUpdater(tmp)
+    for key in serving_module.CLASSIFY_SIGNATURES:
+      updater.replace_method_name(signature_key=key,
+                                  method_name=CLASSIFY_METHOD, tags="serve")
+    updater.save()
+    if os.path.exists(final):
+      old = os.path.join(base_path, f".old-{version}-{os.getpid()}")
+      os.rename(final, old)
+      os.rename(tmp, final)
+      shutil.rmtree(old)
+    else:
+      os.rename(tmp, final)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return final
+
+
+def prune(base_path: str, keep: int) -> list[int]:
+  """Removes all but the `keep` highest versions; returns the removed ones."""
+  removed = versions(base_path)[:-keep] if keep > 0 else []
+  for v in removed:
+    shutil.rmtree(os.path.join(base_path, str(v)))
+  return removed
