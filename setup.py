@@ -37,6 +37,7 @@ setuptools.setup(
             "tf-resnet-summary=tf_resnet.summary:run",
             "tf-resnet-train=tf_resnet.train:run",
             "tf-resnet-evaluate=tf_resnet.evaluate:run",
+            "tf-resnet-export=tf_resnet.export:run",
         ],
     },
 )
