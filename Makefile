@@ -35,7 +35,8 @@ bazel-tools:
 
 # The main job end to end on the embedded data set (no network): the zoo
 # beside the paper, then a CIFAR-family ResNet-20 trained on scikit-learn's
-# handwritten digits, and its evaluation from the checkpoint.
+# handwritten digits, its evaluation from the checkpoint, and its export as a
+# SavedModel with TF Serving's classify signature.
 DEMO_DIR ?= /tmp/tf_resnet_demo
 demo: setup
 	$(BIN)/python -m tf_resnet.summary --zoo
@@ -44,6 +45,10 @@ demo: setup
 	  --batch_size=64 --train_steps=300 --steps_per_loop=25 \
 	  --eval_every_steps=100 --model_dir=$(DEMO_DIR)
 	$(BIN)/python -m tf_resnet.evaluate --model_dir=$(DEMO_DIR)
+	$(BIN)/python -m tf_resnet.export --model_dir=$(DEMO_DIR) \
+	  --export_dir=$(DEMO_DIR)/export --top_k=3
+	$(BIN)/saved_model_cli show --dir $(DEMO_DIR)/export/1 \
+	  --tag_set serve --signature_def serving_default
 
 test: setup
 	$(BIN)/python -m pytest

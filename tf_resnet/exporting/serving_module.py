@@ -122,7 +122,8 @@ class ServingModule(tf.Module):
     if encoded:
       images = tf.map_fn(_check_image, images)
     views = tf.map_fn(lambda x: self.single_view(x, encoded), images,
-                      fn_output_signature=tf.float32)
+                      fn_output_signature=tf.float32,
+                      parallel_iterations=16)
     return self._probabilities(views)
 
   def _predict_outputs(self, probabilities: tf.Tensor) -> dict[str, tf.Tensor]:
