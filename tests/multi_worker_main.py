@@ -29,12 +29,14 @@ _MODEL_DIR = flags.DEFINE_string("model_dir", None,
                                  "The run's directory, shared by the workers.")
 _OUTPUT = flags.DEFINE_string("output", None,
                               "Where this worker's variables go (.npz).")
+_TRAIN_STEPS = flags.DEFINE_integer("train_steps", 6, "Steps to train to.")
+_EXPORT_DIR = flags.DEFINE_string("export_dir", None,
+                                  "Export a SavedModel here at the end.")
 flags.mark_flags_as_required(["model_dir", "output"])
 
-TRAIN_STEPS = 6
 
-
-def make_config(model_dir: str) -> config_lib.TrainConfig:
+def make_config(model_dir: str, train_steps: int = 6,
+                export_dir=None) -> config_lib.TrainConfig:
   """The tiny run both workers make: ResNet-8 on digits, 6 steps of batch 16."""
   return config_lib.TrainConfig(
       model=zoo.ModelConfig(family="cifar", depth=8, num_classes=10),
@@ -42,7 +44,8 @@ def make_config(model_dir: str) -> config_lib.TrainConfig:
       input=pipeline.InputConfig(global_batch_size=16),
       schedule=config_lib.ScheduleConfig(kind="steps", boundaries=()),
       model_dir=model_dir,
-      train_steps=TRAIN_STEPS,
+      train_steps=train_steps,
+      export_dir=export_dir,
       steps_per_loop=3,
       strategy="multi_worker",
       eval_examples=40)
@@ -56,7 +59,8 @@ def main(argv):
   # Without -v, TensorFlow would log every collective it launches.
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  result = loop.train(make_config(_MODEL_DIR.value))
+  result = loop.train(make_config(_MODEL_DIR.value, _TRAIN_STEPS.value,
+                                  _EXPORT_DIR.value))
   # Weights are mirrored: this worker's copy. Batch-norm statistics are each
   # worker's own and read as their mean over the workers, as a checkpoint
   # saves them.

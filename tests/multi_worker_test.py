@@ -21,7 +21,7 @@ _WORKER = os.path.join(os.path.dirname(os.path.realpath(__file__)),
 _TIMEOUT_SECS = 240
 # After one worker fails, how long the other may take to notice and exit.
 _GRACE_SECS = 30
-_TRAIN_STEPS = 6  # multi_worker_main.TRAIN_STEPS, in steps of 3.
+_TRAIN_STEPS = 6  # multi_worker_main's default --train_steps, in steps of 3.
 
 
 def _free_ports(count: int) -> list[int]:
@@ -52,8 +52,8 @@ class MultiWorkerTest(absltest.TestCase):
     self.addCleanup(shutil.rmtree, path, ignore_errors=True)
     return path
 
-  def _run_workers(self, model_dir: str,
-                   root: str) -> tuple[list[str], int]:
+  def _run_workers(self, model_dir: str, root: str,
+                   *extra: str) -> tuple[list[str], int]:
     """Runs both workers to the end; returns their .npz files, chief pid."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     workers, logs, outputs = [], [], []
@@ -67,7 +67,7 @@ class MultiWorkerTest(absltest.TestCase):
       with open(logs[-1], "w") as log:
         workers.append(subprocess.Popen(
             [sys.executable, _WORKER, f"--model_dir={model_dir}",
-             f"--output={outputs[-1]}"],
+             f"--output={outputs[-1]}", *extra],
             stdout=log, stderr=subprocess.STDOUT, env=env))
     for w in workers:
       self.addCleanup(_stop, w)
@@ -87,7 +87,7 @@ class MultiWorkerTest(absltest.TestCase):
       for index, path in enumerate(logs):
         with open(path) as f:
           text.append(f"--- worker {index} (status {statuses[index]}):\n"
-                      + f.read()[-6000:])
+                      + f.read()[-20000:])
       self.fail(f"the workers exited with {statuses} (negative: killed "
                 f"after {_TIMEOUT_SECS} s or after the other failed)\n"
                 + "\n".join(text))
@@ -127,7 +127,7 @@ class MultiWorkerTest(absltest.TestCase):
     unexpected = [e for e in entries
                   if os.path.isfile(os.path.join(model_dir, e))
                   and e not in ("checkpoint", "config.json", "stats.json",
-                                "metrics.jsonl")
+                                "labels.txt", "metrics.jsonl")
                   and not e.startswith("ckpt-")]
     self.assertEmpty(unexpected)
     for kind in ("train", "eval"):
@@ -135,6 +135,24 @@ class MultiWorkerTest(absltest.TestCase):
       self.assertLen(events, 1, kind)
       # Summary files are named ...<host>.<pid>.<n>.v2.
       self.assertEqual(int(events[0].split(".")[-3]), chief_pid)
+
+  def test_workers_resume_together_and_export(self):
+    root = self._tempdir()
+    model_dir = os.path.join(root, "run")
+    export_dir = os.path.join(root, "export")
+    self._run_workers(model_dir, root, f"--export_dir={export_dir}")
+    outputs, _ = self._run_workers(model_dir, root, "--train_steps=9",
+                                   f"--export_dir={export_dir}")
+    with np.load(outputs[0]) as chief, np.load(outputs[1]) as other:
+      for name in chief.files:
+        np.testing.assert_allclose(chief[name], other[name], rtol=0,
+                                   atol=1e-6, err_msg=name)
+    with open(os.path.join(model_dir, "metrics.jsonl")) as f:
+      steps = [json.loads(line)["step"] for line in f
+               if json.loads(line)["kind"] == "train"]
+    self.assertEqual(steps, [3, _TRAIN_STEPS, 9])
+    # One version per run, written by the chief alone.
+    self.assertEqual(sorted(os.listdir(export_dir)), ["1", "2"])
 
 
 if __name__ == "__main__":

@@ -147,8 +147,8 @@ class ServingModule(tf.Module):
         serialized, {IMAGE_FEATURE: tf.io.FixedLenFeature([], tf.string)})
     return features[IMAGE_FEATURE]
 
-  def signatures(self) -> dict[str, tf.types.experimental.ConcreteFunction]:
-    """The concrete functions to export, by signature key."""
+  def signatures(self) -> dict[str, tf.types.experimental.PolymorphicFunction]:
+    """The functions to export, by signature key."""
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
                                                 name="inputs")])
     def classify(inputs):
@@ -180,14 +180,15 @@ class ServingModule(tf.Module):
       return self._predict_outputs(
           self._single_view_batch(image_bytes, encoded=True))
 
-    classify_fn = classify.get_concrete_function()
+    # tf.functions with input signatures, not concrete functions: only those
+    # can be saved when the network's variables are distributed.
     return {
-        "serving_default": classify_fn,
-        "classification": classify_fn,
-        "classify_single_view": classify_single_view.get_concrete_function(),
-        "predict": predict.get_concrete_function(),
-        "predict_images": predict_images.get_concrete_function(),
-        "predict_single_view": predict_single_view.get_concrete_function(),
+        "serving_default": classify,
+        "classification": classify,
+        "classify_single_view": classify_single_view,
+        "predict": predict,
+        "predict_images": predict_images,
+        "predict_single_view": predict_single_view,
     }
 
 

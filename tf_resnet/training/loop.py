@@ -50,6 +50,7 @@ STATS_FILE = "stats.json"
 METRICS_FILE = "metrics.jsonl"
 LABELS_FILE = "labels.txt"
 BEST_DIR = "best"
+NO_CHECKPOINT = "(none: no checkpoint was saved)"
 
 
 class TrainingError(RuntimeError):
@@ -108,10 +109,9 @@ def load_statistics(source: sources.Source, model_dir: str,
   path = os.path.join(model_dir, STATS_FILE)
   if tf.io.gfile.exists(path):
     return stats_lib.Statistics.load(path)
-  logging.warning("Computing the mean image and RGB components from up to %d "
-                  "training images of %s (once; kept in %s)", max_images,
-                  source.name, path)
   statistics = stats_lib.compute(source, max_images=max_images)
+  logging.info("Computed the mean image and RGB components from %d training "
+               "images of %s", statistics.num_images, source.name)
   if write:
     statistics.save(path)
   return statistics
@@ -188,6 +188,13 @@ class _SignalCatcher:
       signal.signal(sig, handler)
 
 
+def _write_atomically(path: str, text: str) -> None:
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with tf.io.gfile.GFile(tmp, "w") as f:
+    f.write(text)
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
 def _jsonl(path: str, record: dict[str, Any]) -> None:
   with tf.io.gfile.GFile(path, "a") as f:
     f.write(json.dumps(record) + "\n")
@@ -232,15 +239,19 @@ def train(config: config_lib.TrainConfig,
     raise ValueError(f"{source.name} has {source.num_classes} classes; the "
                      f"network has {config.model.num_classes} outputs")
   _check_same_network(config)
+  stats_path = os.path.join(config.model_dir, STATS_FILE)
+  computing = not tf.io.gfile.exists(stats_path)
+  if computing and chief:
+    print(f"Computing the per-pixel mean and RGB components from up to "
+          f"{config.data.stats_max_images} training images (once; kept in "
+          f"{stats_path})", file=progress_stream, flush=True)
   statistics = load_statistics(source, config.model_dir,
                                config.data.stats_max_images, write=chief)
   if chief:
-    with tf.io.gfile.GFile(os.path.join(config.model_dir, CONFIG_FILE),
-                           "w") as f:
-      f.write(config.to_json())
-    with tf.io.gfile.GFile(os.path.join(config.model_dir, LABELS_FILE),
-                           "w") as f:
-      f.write("".join(f"{name}\n" for name in source.class_names))
+    _write_atomically(os.path.join(config.model_dir, CONFIG_FILE),
+                      config.to_json())
+    _write_atomically(os.path.join(config.model_dir, LABELS_FILE),
+                      "".join(f"{name}\n" for name in source.class_names))
 
   # The seed fixes the initial weights too: the same command gives the same
   # run.
@@ -263,14 +274,20 @@ def train(config: config_lib.TrainConfig,
   if task.loss_scale is not None:
     trackables["loss_scale"] = task.loss_scale
   checkpoint = tf.train.Checkpoint(**trackables)
+  # Every worker saves (reading distributed variables takes all of them);
+  # only the chief's checkpoints are kept, the others' go to scratch space.
   directory = (config.model_dir if chief else
                tempfile.mkdtemp(prefix="tf_resnet_worker_"))
   manager = tf.train.CheckpointManager(checkpoint, directory,
                                        max_to_keep=config.keep_checkpoints,
                                        step_counter=task.step)
-  restored = manager.restore_or_initialize()
+  # Every worker resumes from the chief's latest checkpoint.
+  restored = tf.train.latest_checkpoint(config.model_dir)
+  if restored:
+    checkpoint.read(restored).expect_partial()
   start = int(task.step.numpy())
-  progress = _Progress(config.train_steps, progress_stream)
+  progress = _Progress(config.train_steps,
+                       progress_stream if chief else open(os.devnull, "w"))
   if restored:
     progress.message(f"Resumed from {restored} at step {start}")
 
@@ -312,11 +329,11 @@ def train(config: config_lib.TrainConfig,
     writers = {name: tf.summary.create_file_writer(
         os.path.join(config.model_dir, name)) for name in ("train", "eval")}
   metrics_path = os.path.join(config.model_dir, METRICS_FILE)
-  best_manager = None
-  if chief:
-    best_manager = tf.train.CheckpointManager(
-        tf.train.Checkpoint(model=model, step=task.step),
-        os.path.join(config.model_dir, BEST_DIR), max_to_keep=1)
+  best_directory = (os.path.join(config.model_dir, BEST_DIR) if chief else
+                    tempfile.mkdtemp(prefix="tf_resnet_worker_best_"))
+  best_manager = tf.train.CheckpointManager(
+      tf.train.Checkpoint(model=model, step=task.step), best_directory,
+      max_to_keep=1)
 
   def log(kind: str, step: int, values: dict[str, float]) -> None:
     if not chief:
@@ -342,23 +359,35 @@ def train(config: config_lib.TrainConfig,
 
   def export(step: int, why: str) -> None:
     # Estimator-style exporters: a new SavedModel version, the last few kept.
-    if not (chief and config.export_dir):
+    if not config.export_dir:
       return
     module = serving_module.for_run(model, config.model.family,
                                     statistics.mean_image,
                                     source.class_names)
-    path = writer.write(module, config.export_dir)
-    writer.prune(config.export_dir, config.keep_exports)
-    progress.message(f"step {step}: exported {path} ({why})")
+    if chief:
+      path = writer.write(module, config.export_dir)
+      writer.prune(config.export_dir, config.keep_exports)
+      progress.message(f"step {step}: exported {path} ({why})")
+    else:
+      scratch = tempfile.mkdtemp(prefix="tf_resnet_worker_export_")
+      writer.write(module, scratch)
+      tf.io.gfile.rmtree(scratch)
+
+  def _scratch_cleanup(path: str) -> None:
+    if not chief:
+      tf.io.gfile.rmtree(path)
+      tf.io.gfile.makedirs(path)
 
   def save(step: int) -> str:
     path = manager.save(checkpoint_number=step)
-    if not chief:
-      tf.io.gfile.rmtree(directory)
-      tf.io.gfile.makedirs(directory)
+    _scratch_cleanup(directory)
     return path
 
-  result = RunResult(step=start, checkpoint=manager.latest_checkpoint,
+  def save_best(step: int) -> None:
+    best_manager.save(checkpoint_number=step)
+    _scratch_cleanup(best_directory)
+
+  result = RunResult(step=start, checkpoint=restored,
                      model=model)
   last_save = time.time()
   step = start
@@ -379,7 +408,7 @@ def train(config: config_lib.TrainConfig,
         raise TrainingError(
             f"the loss became {'NaN' if math.isnan(sums[0]) else 'infinite'} "
             f"at step {bad}; training stopped. The last good checkpoint is "
-            f"{manager.latest_checkpoint or '(none: no checkpoint was saved)'}"
+            f"{tf.train.latest_checkpoint(config.model_dir) or NO_CHECKPOINT}"
             "; lower --learning_rate or check the data.")
       step += num_steps
       examples = max(sums[2], 1.0)
@@ -405,8 +434,7 @@ def train(config: config_lib.TrainConfig,
                            f"learning rate now {float(plateau(step)):.4g}")
         if result.last_eval.top1_error < float(best_error):
           best_error.assign(result.last_eval.top1_error)
-          if chief:
-            best_manager.save(checkpoint_number=step)
+          save_best(step)
           if config.export_best:
             export(step, "best validation error so far")
       due_save = ((config.checkpoint_every_steps
@@ -426,9 +454,8 @@ def train(config: config_lib.TrainConfig,
     result.last_eval = run_eval(step)
     if result.last_eval.top1_error < float(best_error):
       best_error.assign(result.last_eval.top1_error)
-      if chief:
-        best_manager.save(checkpoint_number=step)
-    if step > start or not manager.latest_checkpoint:
+      save_best(step)
+    if step > start or not restored:
       result.checkpoint = save(step)
       export(step, "end of training")
   result.step = step

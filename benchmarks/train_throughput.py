@@ -1,0 +1,467 @@
+r"""The library's training step against the machine's convolution peak and Keras `fit`, in one run.
+
+Builds the step exactly as `tf_resnet.train` runs it: the zoo's network under
+the strategy of `make_strategy("default")`, the Caffe-form SGD with momentum
+0.9 and weight decay 1e-4 on the kernels, the `Task`'s per-replica step at a
+constant learning rate of 0.1, and a `tf.function` that runs several steps per
+call with `strategy.run` and sums the replicas' metrics, as the training loop
+does. It trains on one synthetic batch held in memory (no input pipeline), so
+it measures the step alone. The first call (tracing and warm-up) is not timed.
+
+It reports images/s, the network's multiply-adds per image (from
+`cost.profile`), the training FLOP rate (a step counted as 3x the forward
+multiply-adds, 2 FLOPs each), and that rate as a fraction of the machine's
+convolution peak, measured in the same run on a large 3x3 convolution
+(64 channels, 56x56, batch 64). Also the process's peak resident memory after
+the timed steps.
+
+With --compare it also trains the same network (same depth, widths,
+shortcuts, batch and image size) written as a Keras functional model with
+`model.fit`, in the same process, and prints the ratio ours/Keras. Other
+frameworks (the PyTorch peer) run beside this binary, not from it.
+
+With --profile_dir it then traces one call of --steps_per_call steps with
+TensorFlow's profiler and prints where the time went, by part of the
+step (convolutions, batch norm, optimizer, shortcuts, ...) and by op type.
+
+  python benchmarks/train_throughput.py --depth=20 --batch_size=128 --compare
+  python benchmarks/train_throughput.py --depth=50 --batch_size=32 --steps=4 \
+      --steps_per_call=2 --compare --format=json
+"""
+
+import collections
+import json
+import os
+import re
+import resource
+import sys
+import tempfile
+import time
+from typing import Optional
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tf_resnet import cli  # pylint: disable=unused-import,g-bad-import-order
+from absl import app
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from tf_resnet.model import cost
+from tf_resnet.model import resnet
+from tf_resnet.model import zoo
+from tf_resnet.training import optimizer as optimizer_lib
+from tf_resnet.training import schedules
+from tf_resnet.training import strategy as strategy_lib
+from tf_resnet.training import task as task_lib
+
+_DEPTH = flags.DEFINE_integer("depth", None,
+                              "Weight layers: ImageNet 18, 34, 50, 101, 152; "
+                              "CIFAR-10 6n+2.", lower_bound=1)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", None,
+                                   "Global batch over all replicas.",
+                                   lower_bound=1)
+_DATASET = flags.DEFINE_enum("dataset", None, ["cifar10", "imagenet2012"],
+                             "The network family and image size: cifar10 "
+                             "(32x32, section 4.2 nets) or imagenet2012 "
+                             "(224x224, Table 1 nets). Default: imagenet2012 "
+                             "for Table 1's depths, else cifar10.")
+_STEPS = flags.DEFINE_integer("steps", 20, "Timed training steps.",
+                              lower_bound=1)
+_STEPS_PER_CALL = flags.DEFINE_integer(
+    "steps_per_call", 10, "Training steps per tf.function call (the loop's "
+    "--steps_per_loop).", lower_bound=1)
+_WARMUP_STEPS = flags.DEFINE_integer(
+    "warmup_steps", 2, "Untimed steps first, in one call (tracing, oneDNN "
+    "primitives); the same number for Keras.", lower_bound=1)
+_PEAK_CALLS = flags.DEFINE_integer("peak_calls", 10,
+                                   "Timed calls of the peak convolution.",
+                                   lower_bound=1)
+_COMPARE = flags.DEFINE_bool("compare", False,
+                             "Also time a Keras functional model of the same "
+                             "network with model.fit.")
+_PROFILE_DIR = flags.DEFINE_string(
+    "profile_dir", None, "Trace one call of --steps_per_call steps with "
+    "TensorFlow's profiler into this directory and print the time by op type.")
+_FORMAT = flags.DEFINE_enum("format", "table", ["table", "json"], "Output.")
+
+flags.mark_flags_as_required(["depth", "batch_size"])
+
+_LEARNING_RATE = 0.1
+_MOMENTUM = 0.9
+_WEIGHT_DECAY = 1e-4
+_METRICS = ("loss", "errors", "examples", "nonfinite")
+# The peak convolution: a 3x3 layer of ResNet's first stage at batch 64.
+_PEAK_SHAPE = (64, 56, 56, 64)
+
+
+def _cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return "unknown"
+
+
+def _peak_rss_mib() -> float:
+  # ru_maxrss is in KiB on Linux.
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _synthetic_batch(batch: int, size: int, num_classes: int):
+  images = tf.random.normal([batch, size, size, 3], seed=1)
+  labels = tf.random.uniform([batch], 0, num_classes, tf.int32, seed=2)
+  return images, labels
+
+
+def _conv_peak(calls: int) -> float:
+  """GFLOP/s of a large 3x3 convolution in a tf.function: the machine's practical peak."""
+  n, h, w, c = _PEAK_SHAPE
+  images = tf.random.normal(_PEAK_SHAPE, seed=3)
+  kernel = tf.random.normal([3, 3, c, c], stddev=0.05, seed=4)
+  conv = tf.function(lambda x, k: tf.nn.conv2d(x, k, 1, "SAME"))
+  conv(images, kernel).numpy()  # Tracing and oneDNN's primitive.
+  began = time.perf_counter()
+  for _ in range(calls):
+    outputs = conv(images, kernel)
+  outputs.numpy()
+  seconds = time.perf_counter() - began
+  return 2.0 * n * h * w * c * 9 * c * calls / seconds / 1e9
+
+
+class _OurStep:
+  """The library's training step, several steps per call, on one batch in memory."""
+
+  def __init__(self, config: zoo.ModelConfig, batch: int):
+    self.strategy = strategy_lib.make_strategy("default")
+    replicas = self.strategy.num_replicas_in_sync
+    if batch % replicas:
+      raise ValueError(f"--batch_size={batch} must be divisible by the number "
+                       f"of replicas ({replicas})")
+    # As the training loop does: the seed fixes the initial weights.
+    tf.random.set_seed(0)
+    with self.strategy.scope():
+      self.model = zoo.build_model(config)
+      variables = self.model.trainable_variables
+      optimizer = optimizer_lib.SGDMomentum(
+          variables, momentum=_MOMENTUM, weight_decay=_WEIGHT_DECAY,
+          decay_variables=task_lib.decayed_variables(self.model), name="sgd")
+      self.task = task_lib.Task(
+          self.model, optimizer,
+          schedules.PiecewiseConstant(_LEARNING_RATE, ()),
+          variables=variables, global_batch_size=batch)
+    images, labels = _synthetic_batch(batch, config.input_size,
+                                      config.num_classes)
+    per_replica = batch // replicas
+
+    def replica_batch(ctx):
+      start = ctx.replica_id_in_sync_group * per_replica
+      return (images[start:start + per_replica],
+              labels[start:start + per_replica])
+
+    # Each replica keeps its slice of the one batch on its own device.
+    self.batch = self.strategy.experimental_distribute_values_from_function(
+        replica_batch)
+    strategy = self.strategy
+    task = self.task
+
+    @tf.function
+    def train_steps(batch, num_steps):
+      sums = tf.zeros([len(_METRICS)])
+      for _ in tf.range(num_steps):
+        out = strategy.run(task.train_step, args=(batch,))
+        sums += tf.stack([strategy.reduce(tf.distribute.ReduceOp.SUM, out[k],
+                                          axis=None) for k in _METRICS])
+      return sums
+
+    self._train_steps = train_steps
+
+  def run(self, num_steps: int) -> np.ndarray:
+    """Runs `num_steps` steps in one call; returns the summed metrics."""
+    return self._train_steps(self.batch, tf.constant(num_steps)).numpy()
+
+  def time(self, steps: int, steps_per_call: int) -> tuple[float, float]:
+    """Seconds for `steps` steps in calls of `steps_per_call`, and their mean loss."""
+    calls = [steps_per_call] * (steps // steps_per_call)
+    if steps % steps_per_call:
+      calls.append(steps % steps_per_call)
+    sums = np.zeros(len(_METRICS))
+    began = time.perf_counter()
+    for num_steps in calls:
+      sums += self.run(num_steps)
+    seconds = time.perf_counter() - began
+    if sums[3]:
+      raise RuntimeError("the loss became non-finite during the timed steps")
+    return seconds, float(sums[0] / sums[2])
+
+
+class _ZeroPadShortcut(tf.keras.layers.Layer):
+  """Option A in Keras: subsample, then append zero channels."""
+
+  def __init__(self, stride: int, extra_channels: int, **kwargs):
+    super().__init__(**kwargs)
+    self.stride = stride
+    self.extra_channels = extra_channels
+
+  def call(self, inputs):
+    outputs = inputs[:, ::self.stride, ::self.stride, :]
+    return tf.pad(outputs, [[0, 0], [0, 0], [0, 0], [0, self.extra_channels]])
+
+
+def keras_network(config: zoo.ModelConfig) -> tf.keras.Model:
+  """The zoo's network as a Keras user would write it: functional, BN after each conv.
+
+  Same stages, widths, blocks and shortcut option as `zoo.build_model`, the
+  same initialisation (untruncated He normal on the fan-in) and batch-norm
+  decay and epsilon; Keras's own `same` padding.
+
+  Args:
+    config: a ResNet of either family.
+
+  Returns:
+    An uncompiled `tf.keras.Model` from NHWC images to logits.
+  """
+  layers = tf.keras.layers
+  # Keras's L2 has no 1/2: wd/2 gives the gradient wd * w that ours adds.
+  decay = tf.keras.regularizers.L2(_WEIGHT_DECAY / 2)
+  init = tf.keras.initializers.VarianceScaling(2.0, "fan_in",
+                                               "untruncated_normal")
+
+  def conv_bn(x, channels, kernel, stride):
+    x = layers.Conv2D(channels, kernel, stride, padding="same",
+                      use_bias=False, kernel_initializer=init,
+                      kernel_regularizer=decay)(x)
+    return layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
+
+  def shortcut(x, channels, stride):
+    grows = stride > 1 or x.shape[-1] != channels
+    if config.shortcut == "C" or (config.shortcut == "B" and grows):
+      return conv_bn(x, channels, 1, stride)
+    if grows:
+      return _ZeroPadShortcut(stride, channels - x.shape[-1])(x)
+    return x
+
+  def block(x, width, stride):
+    if bottleneck:
+      y = layers.ReLU()(conv_bn(x, width, 1, stride))
+      y = layers.ReLU()(conv_bn(y, width, 3, 1))
+      y = conv_bn(y, 4 * width, 1, 1)
+      channels = 4 * width
+    else:
+      y = layers.ReLU()(conv_bn(x, width, 3, stride))
+      y = conv_bn(y, width, 3, 1)
+      channels = width
+    return layers.ReLU()(layers.Add()([y, shortcut(x, channels, stride)]))
+
+  size = config.input_size
+  inputs = layers.Input((size, size, 3))
+  if config.family == "imagenet":
+    kind, counts = resnet.imagenet_stages(config.depth)
+    bottleneck, widths = kind == "bottleneck", resnet.IMAGENET_WIDTHS
+    x = layers.ReLU()(conv_bn(inputs, widths[0], 7, 2))
+    x = layers.MaxPool2D(3, 2, padding="same")(x)
+  else:
+    n = resnet.cifar_blocks_per_stage(config.depth)
+    bottleneck, widths, counts = False, resnet.CIFAR_WIDTHS, (n,) * 3
+    x = layers.ReLU()(conv_bn(inputs, widths[0], 3, 1))
+  for stage, (width, count) in enumerate(zip(widths, counts)):
+    for i in range(count):
+      x = block(x, width, 2 if stage > 0 and i == 0 else 1)
+  x = layers.GlobalAveragePooling2D()(x)
+  outputs = layers.Dense(config.num_classes, kernel_initializer=init,
+                         kernel_regularizer=decay)(x)
+  return tf.keras.Model(inputs, outputs, name=f"keras_resnet{config.depth}")
+
+
+class _EpochTimer(tf.keras.callbacks.Callback):
+  """Seconds of the last epoch (the logs are synced when it ends)."""
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self.began = time.perf_counter()
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.seconds = time.perf_counter() - self.began
+    self.loss = float(logs["loss"])
+
+
+def _keras_rate(config: zoo.ModelConfig, batch: int, steps: int,
+                warmup_steps: int, expected_params: int) -> dict:
+  """Images/s of `model.fit` on the same network, one synthetic batch repeated."""
+  tf.random.set_seed(0)
+  model = keras_network(config)
+  params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+  if params != expected_params:
+    raise RuntimeError(f"the Keras network has {params} parameters, ours "
+                       f"{expected_params}: they are not the same network")
+  model.compile(
+      optimizer=tf.keras.optimizers.SGD(_LEARNING_RATE, momentum=_MOMENTUM),
+      loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+      metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
+  data = tf.data.Dataset.from_tensors(
+      _synthetic_batch(batch, config.input_size, config.num_classes)).repeat()
+  # The first fit traces and warms up; the second, which reuses the traced
+  # train function, is timed from its epoch's start to its end.
+  model.fit(data, steps_per_epoch=warmup_steps, epochs=1, verbose=0)
+  timer = _EpochTimer()
+  model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0,
+            callbacks=[timer])
+  return {"images_per_sec": batch * steps / timer.seconds,
+          "seconds": timer.seconds, "mean_loss": timer.loss,
+          "params": params, "jit_compile": bool(model.jit_compile),
+          "framework": f"keras {tf.keras.__version__} fit"}
+
+
+# A TensorFlow op's event on the profiler's host plane: "scope/name:Type"
+# (oneDNN's kernels have types "_MklNative...": they say which kernel ran).
+_OP_EVENT = re.compile(r"^([^\s:]+):([A-Za-z_]\w*)$")
+
+
+def _part(scope: str, op_type: str) -> str:
+  """Which part of the step an op belongs to."""
+  if "/sgd/" in f"/{scope}/":
+    return "optimizer update"
+  if "Conv2DBackprop" in op_type:
+    return "convolution backward"
+  if "Conv2D" in op_type:
+    return "convolution forward"
+  if "FusedBatchNormGrad" in op_type:
+    return "batch norm backward"
+  if "FusedBatchNorm" in op_type:
+    return "batch norm forward"
+  if "/shortcut/" in scope:
+    return "identity shortcuts (slice, pad, gradients)"
+  if "/bn" in scope:
+    return "batch norm moving averages"
+  if "Relu" in op_type:
+    return "ReLU and its gradient"
+  return "other"
+
+
+def profile_summary(logdir: str) -> tuple[dict[str, float], dict[str, float]]:
+  """Milliseconds by op type and by part of the step in the newest trace under `logdir`.
+
+  Reads the profiler's XSpace (`*.xplane.pb`) with TensorFlow's own protos
+  and sums the durations of the op events on the host plane. Ops of two
+  threads overlap, so the sum can exceed the wall time.
+
+  Returns:
+    Milliseconds by op type and by part (see `_part`), largest first.
+  """
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top
+  paths = tf.io.gfile.glob(os.path.join(logdir, "plugins", "profile", "*",
+                                        "*.xplane.pb"))
+  by_type, by_part = collections.Counter(), collections.Counter()
+  if not paths:
+    return {}, {}
+  space = xplane_pb2.XSpace()
+  with tf.io.gfile.GFile(max(paths), "rb") as f:
+    space.ParseFromString(f.read())
+  for plane in space.planes:
+    if not plane.name.startswith("/host:CPU"):
+      continue
+    for line in plane.lines:
+      for event in line.events:
+        match = _OP_EVENT.match(plane.event_metadata[event.metadata_id].name)
+        if match:
+          ms = event.duration_ps / 1e9
+          by_type[match.group(2)] += ms
+          by_part[_part(match.group(1), match.group(2))] += ms
+  return ({k: round(v, 1) for k, v in by_type.most_common()},
+          {k: round(v, 1) for k, v in by_part.most_common()})
+
+
+def main(argv):
+  del argv
+  load = os.getloadavg()[0]
+  rss_at_start = _peak_rss_mib()
+  family = cli.family_hint("synthetic", None, "resnet", _DEPTH.value)
+  if _DATASET.value:
+    family = "cifar" if _DATASET.value == "cifar10" else "imagenet"
+  try:
+    config = zoo.ModelConfig(family=family, depth=_DEPTH.value)
+    ours = _OurStep(config, _BATCH_SIZE.value)
+  except ValueError as e:
+    cli.fail(str(e))
+  batch, steps = _BATCH_SIZE.value, _STEPS.value
+  size = config.input_size
+  profile = cost.profile(ours.model, (size, size, 3))
+  ours.run(_WARMUP_STEPS.value)
+  seconds, loss = ours.time(steps, _STEPS_PER_CALL.value)
+  rss = _peak_rss_mib()
+  peak = _conv_peak(_PEAK_CALLS.value)
+  rate = batch * steps / seconds
+  train_gflops = 3 * 2 * profile.multiply_adds * rate / 1e9
+  record = {
+      "date": time.strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count(),
+      "cpu": _cpu_model(), "load_1min": round(load, 2),
+      "tensorflow": tf.__version__, "network": config.display_name,
+      "family": config.family, "depth": config.depth, "batch_size": batch,
+      "image_size": size, "replicas": ours.strategy.num_replicas_in_sync,
+      "steps": steps, "steps_per_call": _STEPS_PER_CALL.value,
+      "images_per_sec": round(rate, 2),
+      "ms_per_step": round(1000 * seconds / steps, 1),
+      "mean_loss": round(loss, 4), "params": profile.params,
+      "multiply_adds_per_image": profile.multiply_adds,
+      "train_gflops_per_sec": round(train_gflops, 1),
+      "peak_conv_gflops_per_sec": round(peak, 1),
+      "peak_fraction": round(train_gflops / peak, 3),
+      "peak_rss_mib_at_start": round(rss_at_start),
+      "peak_rss_mib": round(rss),
+  }
+  if _COMPARE.value:
+    keras = _keras_rate(config, batch, steps, _WARMUP_STEPS.value,
+                        profile.params)
+    record.update({
+        "keras": keras["framework"],
+        "keras_images_per_sec": round(keras["images_per_sec"], 2),
+        "keras_mean_loss": round(keras["mean_loss"], 4),
+        "keras_jit_compile": keras["jit_compile"],
+        "ours_over_keras": round(rate / keras["images_per_sec"], 2),
+        "peak_rss_mib_after_keras": round(_peak_rss_mib()),
+    })
+  if _PROFILE_DIR.value:
+    tf.profiler.experimental.start(_PROFILE_DIR.value)
+    began = time.perf_counter()
+    ours.run(_STEPS_PER_CALL.value)
+    traced = time.perf_counter() - began
+    tf.profiler.experimental.stop()
+    by_type, by_part = profile_summary(_PROFILE_DIR.value)
+    record["profile"] = {"steps": _STEPS_PER_CALL.value,
+                         "wall_ms": round(1000 * traced, 1),
+                         "op_ms_by_part": by_part,
+                         "op_ms_by_type": dict(list(by_type.items())[:15])}
+  if _FORMAT.value == "json":
+    print(json.dumps(record))
+    return
+  cores = record["cores"]
+  print(f"{config.display_name}, {config.family} {size}x{size}, batch {batch}, "
+        f"{steps} steps ({_STEPS_PER_CALL.value} per call); {cores} cores "
+        f"({record['cpu']}), load {record['load_1min']}")
+  print(f"{'what':<40} {'images/s':>10} {'per core':>10}")
+  print(f"{'tf_resnet step (Task, SGDMomentum)':<40} {rate:>10.1f} "
+        f"{rate / cores:>10.1f}")
+  if _COMPARE.value:
+    keras_rate = record["keras_images_per_sec"]
+    print(f"{'Keras functional model.fit':<40} {keras_rate:>10.1f} "
+          f"{keras_rate / cores:>10.1f}")
+    print(f"ours / Keras: {record['ours_over_keras']}x")
+  print(f"{profile.multiply_adds / 1e6:.1f}M multiply-adds per image; "
+        f"training {train_gflops:.1f} GFLOP/s = {record['peak_fraction']:.1%} "
+        f"of the 3x3 convolution peak ({peak:.1f} GFLOP/s)")
+  print(f"peak RSS {record['peak_rss_mib']} MiB (after importing "
+        f"TensorFlow: {record['peak_rss_mib_at_start']} MiB)")
+  if "profile" in record:
+    traced = record["profile"]
+    total = sum(traced["op_ms_by_part"].values())
+    print(f"profile of {traced['steps']} steps: {traced['wall_ms']:.0f} ms "
+          f"wall, {total:.0f} ms in ops (summed over threads)")
+    for name, ms in traced["op_ms_by_part"].items():
+      print(f"  {name:<44} {ms:>8.1f} ms {ms / total:>6.1%}")
+  print(json.dumps(record))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,71 @@
+"""The export binary as a user runs it: versions, the run's labels, clear refusals."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest
+
+
+def _run(module: str, *args: str) -> subprocess.CompletedProcess:
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  return subprocess.run([sys.executable, "-m", module, *args],
+                        capture_output=True, text=True, env=env, timeout=600,
+                        check=False)
+
+
+class ExportMainTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.run_dir = tempfile.mkdtemp()
+    trained = _run("tf_resnet.train", "--dataset=digits", "--depth=8",
+                   "--batch_size=16", "--train_steps=4", "--steps_per_loop=2",
+                   f"--model_dir={cls.run_dir}", "--eval_examples=32")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+
+  def test_exports_new_versions_with_the_runs_labels(self):
+    base = tempfile.mkdtemp()
+    for version in (1, 2):
+      result = _run("tf_resnet.export", f"--model_dir={self.run_dir}",
+                    f"--export_dir={base}", "--top_k=3")
+      self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+      self.assertIn(f"at step 4", result.stdout)
+      self.assertTrue(result.stdout.strip().endswith(f"{base}/{version}"))
+    self.assertEqual(sorted(os.listdir(base)), ["1", "2"])
+    again = _run("tf_resnet.export", f"--model_dir={self.run_dir}",
+                 f"--export_dir={base}", "--version=2")
+    self.assertNotEqual(again.returncode, 0)
+    self.assertIn("exists; choose another --version or pass --overwrite",
+                  again.stderr)
+
+  def test_a_checkpoint_of_another_network_is_refused(self):
+    run_dir = tempfile.mkdtemp()
+    for name in os.listdir(self.run_dir):
+      src = os.path.join(self.run_dir, name)
+      if os.path.isfile(src):
+        with open(src, "rb") as f, open(os.path.join(run_dir, name),
+                                         "wb") as g:
+          g.write(f.read())
+    with open(os.path.join(run_dir, "config.json")) as f:
+      config = json.load(f)
+    config["model"]["depth"] = 14
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+      json.dump(config, f)
+    result = _run("tf_resnet.export", f"--model_dir={run_dir}",
+                  f"--export_dir={tempfile.mkdtemp()}")
+    self.assertNotEqual(result.returncode, 0)
+    self.assertIn("does not hold a ResNet-14 (A)", result.stderr)
+
+  def test_not_a_training_run(self):
+    result = _run("tf_resnet.export", f"--model_dir={tempfile.mkdtemp()}",
+                  f"--export_dir={tempfile.mkdtemp()}")
+    self.assertNotEqual(result.returncode, 0)
+    self.assertIn("config.json does not exist", result.stderr)
+
+
+if __name__ == "__main__":
+  absltest.main()
