@@ -35,8 +35,9 @@ bazel-tools:
 
 # The main job end to end on the embedded data set (no network): the zoo
 # beside the paper, then a CIFAR-family ResNet-20 trained on scikit-learn's
-# handwritten digits, its evaluation from the checkpoint, and its export as a
-# SavedModel with TF Serving's classify signature.
+# handwritten digits, its evaluation from the checkpoint, its export as a
+# SavedModel with TF Serving's classify signature, and held-out images
+# classified through the TF-Serving-protocol gRPC server and client.
 DEMO_DIR ?= /tmp/tf_resnet_demo
 demo: setup
 	$(BIN)/python -m tf_resnet.summary --zoo
@@ -49,6 +50,7 @@ demo: setup
 	  --export_dir=$(DEMO_DIR)/export --top_k=3
 	$(BIN)/saved_model_cli show --dir $(DEMO_DIR)/export/1 \
 	  --tag_set serve --signature_def serving_default
+	$(BIN)/python -m tf_resnet.demo --export_dir=$(DEMO_DIR)/export
 
 test: setup
 	$(BIN)/python -m pytest

@@ -28,6 +28,7 @@ setuptools.setup(
         # tf.summary's writer (TensorFlow 2.21 no longer brings it).
         "tensorboard>=2.20",
         "grpcio>=1.60",
+        "grpcio-health-checking>=1.60",  # grpc.health.v1 for the server.
         # Only for the embedded `digits` data set (real images in its wheel).
         "scikit-learn>=1.3",
     ],
@@ -38,6 +39,8 @@ setuptools.setup(
             "tf-resnet-train=tf_resnet.train:run",
             "tf-resnet-evaluate=tf_resnet.evaluate:run",
             "tf-resnet-export=tf_resnet.export:run",
+            "tf-resnet-serve=tf_resnet.serving.server:run",
+            "tf-resnet-client=tf_resnet.serving.client:run",
         ],
     },
 )

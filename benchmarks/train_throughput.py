@@ -304,9 +304,10 @@ def _keras_rate(config: zoo.ModelConfig, batch: int, steps: int,
       _synthetic_batch(batch, config.input_size, config.num_classes)).repeat()
   # The first fit traces and warms up; the second, which reuses the traced
   # train function, is timed from its epoch's start to its end.
-  model.fit(data, steps_per_epoch=warmup_steps, epochs=1, verbose=0)
+  model.fit(data, steps_per_epoch=warmup_steps, epochs=1, verbose=0,
+            shuffle=False)
   timer = _EpochTimer()
-  model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0,
+  model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False,
             callbacks=[timer])
   return {"images_per_sec": batch * steps / timer.seconds,
           "seconds": timer.seconds, "mean_loss": timer.loss,

@@ -1,0 +1,69 @@
+"""The gRPC server object: PredictionService, ModelService and health over a ModelManager."""
+
+import concurrent.futures
+from typing import Optional
+
+import grpc
+from grpc_health.v1 import health
+from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2_grpc
+from tensorflow_serving.config import model_server_config_pb2
+
+from tf_resnet.serving import manager as manager_lib
+from tf_resnet.serving import services
+
+
+class Server:
+  """A running TF-Serving-protocol server (used by the binary and by tests)."""
+
+  def __init__(self, config: model_server_config_pb2.ModelServerConfig, *,
+               port: int = 0, bind_address: str = "127.0.0.1",
+               poll_seconds: float = 1.0, workers: int = 8,
+               max_message_bytes: int = 256 * 1024 * 1024,
+               log_requests: bool = True):
+    """Loads the models and starts serving.
+
+    Args:
+      config: the models to serve.
+      port: gRPC port; 0 picks a free one (see `self.port`).
+      bind_address: the address to listen on.
+      poll_seconds: seconds between looks for new versions (0: never).
+      workers: request threads.
+      max_message_bytes: gRPC message limit, both directions.
+      log_requests: one log line per request.
+
+    Raises:
+      RuntimeError: if the port cannot be bound.
+    """
+    self.models = manager_lib.ModelManager(config, poll_seconds)
+    options = [("grpc.max_receive_message_length", max_message_bytes),
+               ("grpc.max_send_message_length", max_message_bytes)]
+    self._grpc = grpc.server(
+        concurrent.futures.ThreadPoolExecutor(max_workers=workers),
+        options=options)
+    services.add_to_server(self._grpc, self.models, log_requests)
+    self.health = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
+    address = (f"[{bind_address}]" if ":" in bind_address
+               and not bind_address.startswith("[") else bind_address)
+    self.port = self._grpc.add_insecure_port(f"{address}:{port}")
+    if not self.port:
+      raise RuntimeError(f"cannot listen on {address}:{port}")
+    self._grpc.start()
+    self.models.start()
+    self._set_health(True)
+
+  def _set_health(self, serving: bool) -> None:
+    state = (health_pb2.HealthCheckResponse.SERVING if serving
+             else health_pb2.HealthCheckResponse.NOT_SERVING)
+    self.health.set("", state)
+    self.health.set("tensorflow.serving.PredictionService", state)
+
+  def stop(self, grace: Optional[float] = 5.0) -> None:
+    """Stops accepting requests, lets those in flight finish, and stops."""
+    self._set_health(False)
+    self._grpc.stop(grace).wait()
+    self.models.stop()
+
+  def wait(self) -> None:
+    self._grpc.wait_for_termination()

@@ -1,0 +1,140 @@
+r"""Serves exported models over TensorFlow Serving's gRPC protocol.
+
+Flags follow tensorflow_model_server's, so the same command line (and export
+directory) runs under the real server when a deployment outgrows one machine:
+
+  python -m tf_resnet.serving.server --port=8500 --model_name=resnet \
+      --model_base_path=/models/resnet
+  python -m tf_resnet.serving.server --model_config_file=models.config
+
+Services: tensorflow.serving.PredictionService (Classify, Regress, Predict,
+MultiInference, GetModelMetadata), tensorflow.serving.ModelService
+(GetModelStatus, HandleReloadConfigRequest) and grpc.health.v1.Health.
+Versions are numbered subdirectories of the base path, polled every
+--file_system_poll_wait_seconds; a new version is loaded and warmed up before
+it takes traffic. SIGTERM and SIGINT stop accepting requests, drain those in
+flight, and exit.
+"""
+
+import logging as std_logging
+import os
+import signal
+import sys
+import threading
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from absl import logging
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from tf_resnet.serving import grpc_server
+from tf_resnet.serving import manager as manager_lib
+
+_PORT = flags.DEFINE_integer("port", 8500, "gRPC port.")
+_REST_API_PORT = flags.DEFINE_integer(
+    "rest_api_port", 0, "REST port (0: off). Not implemented yet: a non-zero "
+    "value is refused.")
+_MODEL_NAME = flags.DEFINE_string("model_name", "default",
+                                  "Name of the model (with --model_base_path).")
+_MODEL_BASE_PATH = flags.DEFINE_string(
+    "model_base_path", None,
+    "Directory of the model's numbered versions (what tf_resnet.export "
+    "writes).")
+_MODEL_CONFIG_FILE = flags.DEFINE_string(
+    "model_config_file", None,
+    "A text ModelServerConfig: several models, version policies, labels. "
+    "Replaces --model_name and --model_base_path.")
+_POLL = flags.DEFINE_float(
+    "file_system_poll_wait_seconds", 1.0,
+    "Seconds between looks for new versions (0: only at start).")
+_ENABLE_BATCHING = flags.DEFINE_bool(
+    "enable_batching", False, "Not implemented yet: True is refused.")
+_BATCHING_PARAMETERS_FILE = flags.DEFINE_string(
+    "batching_parameters_file", None, "Not implemented yet.")
+_SSL_CONFIG_FILE = flags.DEFINE_string("ssl_config_file", None,
+                                       "Not implemented yet.")
+_BIND_ADDRESS = flags.DEFINE_string(
+    "bind_address", "127.0.0.1",
+    "Address to listen on; 0.0.0.0 (or [::]) for all interfaces.")
+_MAX_MESSAGE_BYTES = flags.DEFINE_integer(
+    "grpc_max_message_bytes", 256 * 1024 * 1024,
+    "Largest gRPC request or response (TF Serving allows up to 2 GiB; "
+    "gRPC's own default is 4 MiB).")
+_WORKERS = flags.DEFINE_integer("grpc_workers", 8,
+                                "Threads serving gRPC requests.")
+_DRAIN_SECONDS = flags.DEFINE_float(
+    "drain_seconds", 30.0, "On SIGTERM, how long in-flight requests may take.")
+
+
+def load_config(path: str) -> model_server_config_pb2.ModelServerConfig:
+  """Reads a text-format ModelServerConfig."""
+  config = model_server_config_pb2.ModelServerConfig()
+  with open(path) as f:
+    text_format.Parse(f.read(), config)
+  return config
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  for flag, value in (("rest_api_port", _REST_API_PORT.value),
+                      ("enable_batching", _ENABLE_BATCHING.value),
+                      ("batching_parameters_file",
+                       _BATCHING_PARAMETERS_FILE.value),
+                      ("ssl_config_file", _SSL_CONFIG_FILE.value)):
+    if value:
+      sys.exit(f"error: --{flag} is not implemented yet by tf_resnet's "
+               "server (use tensorflow_model_server for it)")
+  if bool(_MODEL_CONFIG_FILE.value) == bool(_MODEL_BASE_PATH.value):
+    sys.exit("error: give exactly one of --model_base_path (with "
+             "--model_name) or --model_config_file")
+  try:
+    config = (load_config(_MODEL_CONFIG_FILE.value) if _MODEL_CONFIG_FILE.value
+              else manager_lib.single_model_config(_MODEL_NAME.value,
+                                                   _MODEL_BASE_PATH.value))
+  except (OSError, text_format.ParseError) as e:
+    sys.exit(f"error: cannot read --model_config_file: {e}")
+  for model in config.model_config_list.config:
+    if not os.path.isdir(model.base_path):
+      sys.exit(f"error: model {model.name}: base path {model.base_path} "
+               "does not exist")
+  std_logging.basicConfig(
+      level=std_logging.INFO, stream=sys.stderr,
+      format="%(asctime)s %(levelname)s %(name)s %(message)s")
+  logging.set_verbosity(logging.WARNING)
+  try:
+    server = grpc_server.Server(config, port=_PORT.value,
+                    bind_address=_BIND_ADDRESS.value, poll_seconds=_POLL.value,
+                    workers=_WORKERS.value,
+                    max_message_bytes=_MAX_MESSAGE_BYTES.value)
+  except (RuntimeError, manager_lib.ServingError) as e:
+    sys.exit(f"error: {e}")
+  statuses = {m.name: {v: s.state for v, s in m.status.items()}
+              for m in server.models.models()}
+  print(f"Serving gRPC on {_BIND_ADDRESS.value}:{server.port}; models: "
+        f"{statuses} (30 = AVAILABLE)", flush=True)
+  stopped = threading.Event()
+
+  def on_signal(signum, frame):
+    del frame
+    print(f"Signal {signum}: draining requests, then stopping", flush=True)
+    threading.Thread(target=lambda: (server.stop(_DRAIN_SECONDS.value),
+                                     stopped.set())).start()
+
+  signal.signal(signal.SIGTERM, on_signal)
+  signal.signal(signal.SIGINT, on_signal)
+  while not stopped.wait(0.5):
+    pass
+  print("Stopped", flush=True)
+
+
+def run():
+  """Console-script entry point."""
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

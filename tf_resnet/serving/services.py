@@ -1,0 +1,407 @@
+"""TensorFlow Serving's gRPC services over a `ModelManager`.
+
+PredictionService (Classify, Regress, Predict, MultiInference,
+GetModelMetadata) and ModelService (GetModelStatus,
+HandleReloadConfigRequest), with TF Serving's status codes and message
+wording (see ../shared/SERVING.md in the project's workspace, read from
+tensorflow/serving's sources). A bad request fails only itself.
+"""
+
+import logging
+import time
+from typing import Callable
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import classification_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis import inference_pb2
+from tensorflow_serving.apis import model_service_pb2_grpc
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tensorflow_serving.apis import regression_pb2
+from tensorflow_serving.apis import model_management_pb2
+
+from tf_resnet.serving import manager as manager_lib
+
+ServingError = manager_lib.ServingError
+_LOG = logging.getLogger("tf_resnet.serving.requests")
+DEFAULT_SIGNATURE = "serving_default"
+_INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _resolve(models: manager_lib.ModelManager, request_spec, has_spec: bool):
+  if not has_spec:
+    raise ServingError(_INVALID, "Missing ModelSpec")
+  if not request_spec.name:
+    raise ServingError(_INVALID, "ModelSpec has no name specified.")
+  which = request_spec.WhichOneof("version_choice")
+  model = models.model(request_spec.name)
+  if which == "version":
+    try:
+      return model.resolve(version=request_spec.version.value)
+    except ServingError as e:
+      if e.code == grpc.StatusCode.NOT_FOUND:
+        raise ServingError(e.code, "Servable not found for request: "
+                           f"Specific({request_spec.name}, "
+                           f"{request_spec.version.value})") from None
+      raise
+  if which == "version_label":
+    return model.resolve(label=request_spec.version_label)
+  return model.resolve()
+
+
+def _echo(response_spec, request_spec, servable, signature: str) -> None:
+  response_spec.name = request_spec.name
+  response_spec.version.value = servable.version
+  response_spec.signature_name = signature
+
+
+def _typed_tensor_proto(value: np.ndarray):
+  """A TensorProto with typed `*_val` fields (as TF Serving sends), not tensor_content."""
+  proto = tf.make_tensor_proto(value)
+  if not proto.tensor_content:
+    return proto
+  proto.tensor_content = b""
+  flat = value.reshape(-1)
+  field = {np.float32: "float_val", np.float64: "double_val",
+           np.int64: "int64_val", np.int32: "int_val", np.uint8: "int_val",
+           np.int8: "int_val", np.int16: "int_val", np.bool_: "bool_val",
+           np.float16: "half_val"}[value.dtype.type]
+  if field == "half_val":
+    flat = flat.view(np.uint16)
+  getattr(proto, field).extend(flat.tolist())
+  return proto
+
+
+def _run(servable, signature: str, inputs: dict) -> dict:
+  try:
+    outputs = servable.functions[signature](**inputs)
+  except tf.errors.OpError as e:
+    code = {tf.errors.InvalidArgumentError: _INVALID,
+            tf.errors.FailedPreconditionError:
+                grpc.StatusCode.FAILED_PRECONDITION,
+            tf.errors.ResourceExhaustedError:
+                grpc.StatusCode.RESOURCE_EXHAUSTED}.get(type(e),
+                                                        grpc.StatusCode.INTERNAL)
+    raise ServingError(code, e.message) from None
+  except (TypeError, ValueError) as e:
+    raise ServingError(_INVALID, str(e)) from None
+  return {k: v.numpy() for k, v in outputs.items()}
+
+
+def _examples(request_input) -> list[bytes]:
+  kind = request_input.WhichOneof("kind")
+  if kind == "example_list":
+    examples = [e.SerializeToString()
+                for e in request_input.example_list.examples]
+  elif kind == "example_list_with_context":
+    with_context = request_input.example_list_with_context
+    context = with_context.context.SerializeToString()
+    # Parsing concatenated serializations merges them: context, then example.
+    examples = [context + e.SerializeToString()
+                for e in with_context.examples]
+  else:
+    examples = []
+  if not examples:
+    raise ServingError(_INVALID, "Input is empty.")
+  return examples
+
+
+def _classification_signature(servable, name: str):
+  signature = servable.signature_defs.get(name)
+  if signature is None:
+    raise ServingError(_INVALID, f"No signature was found with the name: {name}")
+  if len(signature.inputs) != 1:
+    raise ServingError(_INVALID, "Expected one input Tensor.")
+  if len(signature.outputs) not in (1, 2):
+    raise ServingError(_INVALID, "Expected one or two output Tensors, found "
+                       f"{len(signature.outputs)}")
+  if "inputs" not in signature.inputs:
+    raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                       "No classification inputs found in SignatureDef: "
+                       f"{signature}")
+  if not set(signature.outputs) & {"classes", "scores"}:
+    raise ServingError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "Expected classification signature outputs to contain at least one "
+        f'of "classes" or "scores". Signature was: {signature}')
+  return signature
+
+
+def _regression_signature(servable, name: str):
+  signature = servable.signature_defs.get(name)
+  if signature is None:
+    raise ServingError(_INVALID, f"No signature was found with the name: {name}")
+  if len(signature.inputs) != 1:
+    raise ServingError(_INVALID, "Expected one input Tensor.")
+  if len(signature.outputs) != 1:
+    raise ServingError(_INVALID, "Expected one output Tensor.")
+  if "inputs" not in signature.inputs:
+    raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                       f"No regression inputs found in SignatureDef: {signature}")
+  if "outputs" not in signature.outputs:
+    raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                       f"No regression outputs found in SignatureDef: {signature}")
+  return signature
+
+
+def classify(servable, signature: str, examples: list[bytes]
+             ) -> classification_pb2.ClassificationResult:
+  """Runs a classify signature; one Classifications per example, in tensor order."""
+  sig = _classification_signature(servable, signature)
+  out = _run(servable, signature, {"inputs": tf.constant(examples)})
+  classes, scores = out.get("classes"), out.get("scores")
+  n = len(examples)
+  for name, value in (("classes", classes), ("scores", scores)):
+    if value is not None and (value.ndim != 2 or value.shape[0] != n):
+      raise ServingError(_INVALID, f"Expected {name} output of shape "
+                         f"[{n}, K], got {list(value.shape)}")
+  del sig
+  result = classification_pb2.ClassificationResult()
+  k = (classes if classes is not None else scores).shape[1]
+  for i in range(n):
+    row = result.classifications.add()
+    for j in range(k):
+      entry = row.classes.add()
+      if classes is not None:
+        entry.label = classes[i, j].decode("utf-8", "replace")
+      if scores is not None:
+        entry.score = float(scores[i, j])
+  return result
+
+
+def regress(servable, signature: str, examples: list[bytes]
+            ) -> regression_pb2.RegressionResult:
+  """Runs a regress signature; one Regression per example."""
+  _regression_signature(servable, signature)
+  out = _run(servable, signature, {"inputs": tf.constant(examples)})
+  values = out["outputs"].reshape(len(examples), -1)
+  if values.shape[1] != 1:
+    raise ServingError(_INVALID, "Expected output Tensor shape to be either "
+                       f"[batch_size] or [batch_size, 1] but got "
+                       f"{list(out['outputs'].shape)}")
+  result = regression_pb2.RegressionResult()
+  for v in values[:, 0]:
+    result.regressions.add().value = float(v)
+  return result
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+  """Classify, Regress, Predict, MultiInference and GetModelMetadata."""
+
+  def __init__(self, models: manager_lib.ModelManager,
+               log_requests: bool = True):
+    self._models = models
+    self._log = log_requests
+
+  def _serve(self, method: str, request, context, body: Callable):
+    began = time.perf_counter()
+    status, version, signature = grpc.StatusCode.OK, None, None
+    try:
+      response, version, signature = body(request)
+      return response
+    except ServingError as e:
+      status = e.code
+      context.abort(e.code, e.message)
+    except Exception as e:  # pylint: disable=broad-except
+      status = grpc.StatusCode.INTERNAL
+      _LOG.exception("unexpected failure in %s", method)
+      context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+    finally:
+      if self._log:
+        spec = getattr(request, "model_spec", None)
+        _LOG.info("method=%s model=%s version=%s signature=%s status=%s "
+                  "latency_ms=%.1f", method, getattr(spec, "name", ""),
+                  version, signature, status.name,
+                  1000 * (time.perf_counter() - began))
+
+  def Classify(self, request, context):  # pylint: disable=invalid-name
+    def body(req):
+      servable = _resolve(self._models, req.model_spec,
+                          req.HasField("model_spec"))
+      signature = req.model_spec.signature_name or DEFAULT_SIGNATURE
+      examples = _examples(req.input)
+      response = classification_pb2.ClassificationResponse()
+      response.result.CopyFrom(classify(servable, signature, examples))
+      _echo(response.model_spec, req.model_spec, servable, signature)
+      return response, servable.version, signature
+    return self._serve("Classify", request, context, body)
+
+  def Regress(self, request, context):  # pylint: disable=invalid-name
+    def body(req):
+      servable = _resolve(self._models, req.model_spec,
+                          req.HasField("model_spec"))
+      signature = req.model_spec.signature_name or DEFAULT_SIGNATURE
+      examples = _examples(req.input)
+      response = regression_pb2.RegressionResponse()
+      response.result.CopyFrom(regress(servable, signature, examples))
+      _echo(response.model_spec, req.model_spec, servable, signature)
+      return response, servable.version, signature
+    return self._serve("Regress", request, context, body)
+
+  def Predict(self, request, context):  # pylint: disable=invalid-name
+    def body(req):
+      servable = _resolve(self._models, req.model_spec,
+                          req.HasField("model_spec"))
+      signature = req.model_spec.signature_name or DEFAULT_SIGNATURE
+      sig = servable.signature_defs.get(signature)
+      if sig is None:
+        raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f'Serving signature key "{signature}" not found.')
+      sent, wanted = set(req.inputs), set(sig.inputs)
+      if sent != wanted:
+        extra = sent - wanted
+        if len(sent) == len(wanted) and extra:
+          raise ServingError(
+              _INVALID, f"input tensor alias not found in signature: "
+              f"{sorted(extra)[0]}. Inputs expected to be in the set "
+              f"{{{','.join(sorted(wanted))}}}.")
+        raise ServingError(
+            _INVALID, f"input size does not match signature: {len(sent)}!="
+            f"{len(wanted)} len({{{','.join(sorted(sent))}}}) != "
+            f"len({{{','.join(sorted(wanted))}}}). Sent extra: "
+            f"{{{','.join(sorted(extra))}}}. Missing but required: "
+            f"{{{','.join(sorted(wanted - sent))}}}.")
+      for alias in req.output_filter:
+        if alias not in sig.outputs:
+          raise ServingError(_INVALID, "output tensor alias not found in "
+                             f"signature: {alias}")
+      inputs = {}
+      for alias, proto in req.inputs.items():
+        try:
+          value = tf.make_ndarray(proto)
+        except Exception as e:  # pylint: disable=broad-except
+          raise ServingError(_INVALID,
+                             f"tensor parsing error: {alias}") from e
+        inputs[alias] = tf.constant(value)
+      outputs = _run(servable, signature, inputs)
+      keep = list(req.output_filter) or list(outputs)
+      response = predict_pb2.PredictResponse()
+      for alias in keep:
+        response.outputs[alias].CopyFrom(
+            _typed_tensor_proto(np.asarray(outputs[alias])))
+      _echo(response.model_spec, req.model_spec, servable, signature)
+      return response, servable.version, signature
+    return self._serve("Predict", request, context, body)
+
+  def MultiInference(self, request, context):  # pylint: disable=invalid-name
+    def body(req):
+      if not req.tasks:
+        raise ServingError(_INVALID, "Tasks is empty")
+      examples = _examples(req.input)
+      first = req.tasks[0].model_spec
+      response = inference_pb2.MultiInferenceResponse()
+      servable = None
+      signatures = set()
+      for task in req.tasks:
+        spec = task.model_spec
+        if spec.name != first.name or spec.version != first.version:
+          raise ServingError(_INVALID, "Input tensor must be the same for "
+                             "all tasks; all tasks must use the same model "
+                             "name and version")
+        signature = spec.signature_name or DEFAULT_SIGNATURE
+        if signature in signatures:
+          raise ServingError(_INVALID, "Duplicate evaluation of signature: "
+                             f"{signature}")
+        signatures.add(signature)
+        servable = _resolve(self._models, spec, task.HasField("model_spec"))
+        result = response.results.add()
+        if task.method_name == "tensorflow/serving/classify":
+          result.classification_result.CopyFrom(
+              classify(servable, signature, examples))
+        elif task.method_name == "tensorflow/serving/regress":
+          result.regression_result.CopyFrom(
+              regress(servable, signature, examples))
+        else:
+          raise ServingError(_INVALID, "Unsupported signature method_name: "
+                             f"{task.method_name}")
+        _echo(result.model_spec, spec, servable, signature)
+      return response, servable.version, ",".join(sorted(signatures))
+    return self._serve("MultiInference", request, context, body)
+
+  def GetModelMetadata(self, request, context):  # pylint: disable=invalid-name
+    def body(req):
+      if not req.HasField("model_spec"):
+        raise ServingError(_INVALID, "Missing ModelSpec")
+      if not req.metadata_field:
+        raise ServingError(_INVALID, "GetModelMetadataRequest must specify "
+                           "at least one metadata_field")
+      for field in req.metadata_field:
+        if field != "signature_def":
+          raise ServingError(_INVALID,
+                             f"Metadata field {field} is not supported")
+      servable = _resolve(self._models, req.model_spec, True)
+      signature_map = get_model_metadata_pb2.SignatureDefMap()
+      for key, value in servable.signature_defs.items():
+        signature_map.signature_def[key].CopyFrom(value)
+      response = get_model_metadata_pb2.GetModelMetadataResponse()
+      response.model_spec.name = req.model_spec.name
+      response.model_spec.version.value = servable.version
+      response.metadata["signature_def"].Pack(signature_map)
+      return response, servable.version, None
+    return self._serve("GetModelMetadata", request, context, body)
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+  """GetModelStatus and HandleReloadConfigRequest."""
+
+  def __init__(self, models: manager_lib.ModelManager):
+    self._models = models
+
+  def GetModelStatus(self, request, context):  # pylint: disable=invalid-name
+    try:
+      spec = request.model_spec
+      if not request.HasField("model_spec"):
+        raise ServingError(_INVALID, "Missing ModelSpec")
+      if not spec.name:
+        raise ServingError(_INVALID, "ModelSpec has no name specified.")
+      try:
+        model = self._models.model(spec.name)
+        status = dict(model.status)
+      except ServingError:
+        status = {}
+      if spec.WhichOneof("version_choice") == "version":
+        version = spec.version.value
+        if version not in status:
+          raise ServingError(grpc.StatusCode.NOT_FOUND,
+                             f"Could not find version {version} of model "
+                             f"{spec.name}")
+        versions = [version]
+      else:
+        if not status:
+          raise ServingError(grpc.StatusCode.NOT_FOUND,
+                             f"Could not find any versions of model "
+                             f"{spec.name}")
+        versions = sorted(status, reverse=True)
+      response = get_model_status_pb2.GetModelStatusResponse()
+      for version in versions:
+        entry = response.model_version_status.add()
+        entry.version = version
+        entry.state = status[version].state
+        entry.status.error_code = status[version].error_code
+        entry.status.error_message = status[version].error_message
+      return response
+    except ServingError as e:
+      context.abort(e.code, e.message)
+
+  def HandleReloadConfigRequest(self, request, context):  # pylint: disable=invalid-name
+    response = model_management_pb2.ReloadConfigResponse()
+    try:
+      self._models.reload(request.config)
+    except ServingError as e:
+      response.status.error_code = e.code.value[0]
+      response.status.error_message = e.message
+    return response
+
+
+def add_to_server(server: grpc.Server, models: manager_lib.ModelManager,
+                  log_requests: bool = True) -> None:
+  """Registers PredictionService and ModelService on a gRPC server."""
+  prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+      PredictionService(models, log_requests), server)
+  model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+      ModelService(models), server)
+
