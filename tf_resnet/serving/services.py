@@ -7,6 +7,7 @@ wording (see ../shared/SERVING.md in the project's workspace, read from
 tensorflow/serving's sources). A bad request fails only itself.
 """
 
+import functools
 import logging
 import time
 from typing import Callable
@@ -189,6 +190,132 @@ def regress(servable, signature: str, examples: list[bytes]
   return result
 
 
+def handle_classify(models: manager_lib.ModelManager, req):
+  """Classify: (ClassificationResponse, version, signature), or ServingError."""
+  servable = _resolve(models, req.model_spec,
+                      req.HasField("model_spec"))
+  signature = req.model_spec.signature_name or DEFAULT_SIGNATURE
+  examples = _examples(req.input)
+  response = classification_pb2.ClassificationResponse()
+  response.result.CopyFrom(classify(servable, signature, examples))
+  _echo(response.model_spec, req.model_spec, servable, signature)
+  return response, servable.version, signature
+
+
+def handle_regress(models: manager_lib.ModelManager, req):
+  """Regress: (RegressionResponse, version, signature), or ServingError."""
+  servable = _resolve(models, req.model_spec,
+                      req.HasField("model_spec"))
+  signature = req.model_spec.signature_name or DEFAULT_SIGNATURE
+  examples = _examples(req.input)
+  response = regression_pb2.RegressionResponse()
+  response.result.CopyFrom(regress(servable, signature, examples))
+  _echo(response.model_spec, req.model_spec, servable, signature)
+  return response, servable.version, signature
+
+
+def handle_predict(models: manager_lib.ModelManager, req):
+  """Predict: (PredictResponse, version, signature), or ServingError."""
+  servable = _resolve(models, req.model_spec,
+                      req.HasField("model_spec"))
+  signature = req.model_spec.signature_name or DEFAULT_SIGNATURE
+  sig = servable.signature_defs.get(signature)
+  if sig is None:
+    raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                       f'Serving signature key "{signature}" not found.')
+  sent, wanted = set(req.inputs), set(sig.inputs)
+  if sent != wanted:
+    extra = sent - wanted
+    if len(sent) == len(wanted) and extra:
+      raise ServingError(
+          _INVALID, f"input tensor alias not found in signature: "
+          f"{sorted(extra)[0]}. Inputs expected to be in the set "
+          f"{{{','.join(sorted(wanted))}}}.")
+    raise ServingError(
+        _INVALID, f"input size does not match signature: {len(sent)}!="
+        f"{len(wanted)} len({{{','.join(sorted(sent))}}}) != "
+        f"len({{{','.join(sorted(wanted))}}}). Sent extra: "
+        f"{{{','.join(sorted(extra))}}}. Missing but required: "
+        f"{{{','.join(sorted(wanted - sent))}}}.")
+  for alias in req.output_filter:
+    if alias not in sig.outputs:
+      raise ServingError(_INVALID, "output tensor alias not found in "
+                         f"signature: {alias}")
+  inputs = {}
+  for alias, proto in req.inputs.items():
+    try:
+      value = tf.make_ndarray(proto)
+    except Exception as e:  # pylint: disable=broad-except
+      raise ServingError(_INVALID,
+                         f"tensor parsing error: {alias}") from e
+    inputs[alias] = tf.constant(value)
+  outputs = _run(servable, signature, inputs)
+  keep = list(req.output_filter) or list(outputs)
+  response = predict_pb2.PredictResponse()
+  for alias in keep:
+    response.outputs[alias].CopyFrom(
+        _typed_tensor_proto(np.asarray(outputs[alias])))
+  _echo(response.model_spec, req.model_spec, servable, signature)
+  return response, servable.version, signature
+
+
+def handle_multi_inference(models: manager_lib.ModelManager, req):
+  """MultiInference: (MultiInferenceResponse, version, signatures), or ServingError."""
+  if not req.tasks:
+    raise ServingError(_INVALID, "Tasks is empty")
+  examples = _examples(req.input)
+  first = req.tasks[0].model_spec
+  response = inference_pb2.MultiInferenceResponse()
+  servable = None
+  signatures = set()
+  for task in req.tasks:
+    spec = task.model_spec
+    if spec.name != first.name or spec.version != first.version:
+      raise ServingError(_INVALID, "Input tensor must be the same for "
+                         "all tasks; all tasks must use the same model "
+                         "name and version")
+    signature = spec.signature_name or DEFAULT_SIGNATURE
+    if signature in signatures:
+      raise ServingError(_INVALID, "Duplicate evaluation of signature: "
+                         f"{signature}")
+    signatures.add(signature)
+    servable = _resolve(models, spec, task.HasField("model_spec"))
+    result = response.results.add()
+    if task.method_name == "tensorflow/serving/classify":
+      result.classification_result.CopyFrom(
+          classify(servable, signature, examples))
+    elif task.method_name == "tensorflow/serving/regress":
+      result.regression_result.CopyFrom(
+          regress(servable, signature, examples))
+    else:
+      raise ServingError(_INVALID, "Unsupported signature method_name: "
+                         f"{task.method_name}")
+    _echo(result.model_spec, spec, servable, signature)
+  return response, servable.version, ",".join(sorted(signatures))
+
+
+def handle_metadata(models: manager_lib.ModelManager, req):
+  """GetModelMetadata: (GetModelMetadataResponse, version, None), or ServingError."""
+  if not req.HasField("model_spec"):
+    raise ServingError(_INVALID, "Missing ModelSpec")
+  if not req.metadata_field:
+    raise ServingError(_INVALID, "GetModelMetadataRequest must specify "
+                       "at least one metadata_field")
+  for field in req.metadata_field:
+    if field != "signature_def":
+      raise ServingError(_INVALID,
+                         f"Metadata field {field} is not supported")
+  servable = _resolve(models, req.model_spec, True)
+  signature_map = get_model_metadata_pb2.SignatureDefMap()
+  for key, value in servable.signature_defs.items():
+    signature_map.signature_def[key].CopyFrom(value)
+  response = get_model_metadata_pb2.GetModelMetadataResponse()
+  response.model_spec.name = req.model_spec.name
+  response.model_spec.version.value = servable.version
+  response.metadata["signature_def"].Pack(signature_map)
+  return response, servable.version, None
+
+
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
   """Classify, Regress, Predict, MultiInference and GetModelMetadata."""
 
@@ -219,130 +346,60 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                   1000 * (time.perf_counter() - began))
 
   def Classify(self, request, context):  # pylint: disable=invalid-name
-    def body(req):
-      servable = _resolve(self._models, req.model_spec,
-                          req.HasField("model_spec"))
-      signature = req.model_spec.signature_name or DEFAULT_SIGNATURE
-      examples = _examples(req.input)
-      response = classification_pb2.ClassificationResponse()
-      response.result.CopyFrom(classify(servable, signature, examples))
-      _echo(response.model_spec, req.model_spec, servable, signature)
-      return response, servable.version, signature
-    return self._serve("Classify", request, context, body)
+    return self._serve("Classify", request, context,
+                       functools.partial(handle_classify, self._models))
 
   def Regress(self, request, context):  # pylint: disable=invalid-name
-    def body(req):
-      servable = _resolve(self._models, req.model_spec,
-                          req.HasField("model_spec"))
-      signature = req.model_spec.signature_name or DEFAULT_SIGNATURE
-      examples = _examples(req.input)
-      response = regression_pb2.RegressionResponse()
-      response.result.CopyFrom(regress(servable, signature, examples))
-      _echo(response.model_spec, req.model_spec, servable, signature)
-      return response, servable.version, signature
-    return self._serve("Regress", request, context, body)
+    return self._serve("Regress", request, context,
+                       functools.partial(handle_regress, self._models))
 
   def Predict(self, request, context):  # pylint: disable=invalid-name
-    def body(req):
-      servable = _resolve(self._models, req.model_spec,
-                          req.HasField("model_spec"))
-      signature = req.model_spec.signature_name or DEFAULT_SIGNATURE
-      sig = servable.signature_defs.get(signature)
-      if sig is None:
-        raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
-                           f'Serving signature key "{signature}" not found.')
-      sent, wanted = set(req.inputs), set(sig.inputs)
-      if sent != wanted:
-        extra = sent - wanted
-        if len(sent) == len(wanted) and extra:
-          raise ServingError(
-              _INVALID, f"input tensor alias not found in signature: "
-              f"{sorted(extra)[0]}. Inputs expected to be in the set "
-              f"{{{','.join(sorted(wanted))}}}.")
-        raise ServingError(
-            _INVALID, f"input size does not match signature: {len(sent)}!="
-            f"{len(wanted)} len({{{','.join(sorted(sent))}}}) != "
-            f"len({{{','.join(sorted(wanted))}}}). Sent extra: "
-            f"{{{','.join(sorted(extra))}}}. Missing but required: "
-            f"{{{','.join(sorted(wanted - sent))}}}.")
-      for alias in req.output_filter:
-        if alias not in sig.outputs:
-          raise ServingError(_INVALID, "output tensor alias not found in "
-                             f"signature: {alias}")
-      inputs = {}
-      for alias, proto in req.inputs.items():
-        try:
-          value = tf.make_ndarray(proto)
-        except Exception as e:  # pylint: disable=broad-except
-          raise ServingError(_INVALID,
-                             f"tensor parsing error: {alias}") from e
-        inputs[alias] = tf.constant(value)
-      outputs = _run(servable, signature, inputs)
-      keep = list(req.output_filter) or list(outputs)
-      response = predict_pb2.PredictResponse()
-      for alias in keep:
-        response.outputs[alias].CopyFrom(
-            _typed_tensor_proto(np.asarray(outputs[alias])))
-      _echo(response.model_spec, req.model_spec, servable, signature)
-      return response, servable.version, signature
-    return self._serve("Predict", request, context, body)
+    return self._serve("Predict", request, context,
+                       functools.partial(handle_predict, self._models))
 
   def MultiInference(self, request, context):  # pylint: disable=invalid-name
-    def body(req):
-      if not req.tasks:
-        raise ServingError(_INVALID, "Tasks is empty")
-      examples = _examples(req.input)
-      first = req.tasks[0].model_spec
-      response = inference_pb2.MultiInferenceResponse()
-      servable = None
-      signatures = set()
-      for task in req.tasks:
-        spec = task.model_spec
-        if spec.name != first.name or spec.version != first.version:
-          raise ServingError(_INVALID, "Input tensor must be the same for "
-                             "all tasks; all tasks must use the same model "
-                             "name and version")
-        signature = spec.signature_name or DEFAULT_SIGNATURE
-        if signature in signatures:
-          raise ServingError(_INVALID, "Duplicate evaluation of signature: "
-                             f"{signature}")
-        signatures.add(signature)
-        servable = _resolve(self._models, spec, task.HasField("model_spec"))
-        result = response.results.add()
-        if task.method_name == "tensorflow/serving/classify":
-          result.classification_result.CopyFrom(
-              classify(servable, signature, examples))
-        elif task.method_name == "tensorflow/serving/regress":
-          result.regression_result.CopyFrom(
-              regress(servable, signature, examples))
-        else:
-          raise ServingError(_INVALID, "Unsupported signature method_name: "
-                             f"{task.method_name}")
-        _echo(result.model_spec, spec, servable, signature)
-      return response, servable.version, ",".join(sorted(signatures))
-    return self._serve("MultiInference", request, context, body)
+    return self._serve("MultiInference", request, context,
+                       functools.partial(handle_multi_inference, self._models))
 
   def GetModelMetadata(self, request, context):  # pylint: disable=invalid-name
-    def body(req):
-      if not req.HasField("model_spec"):
-        raise ServingError(_INVALID, "Missing ModelSpec")
-      if not req.metadata_field:
-        raise ServingError(_INVALID, "GetModelMetadataRequest must specify "
-                           "at least one metadata_field")
-      for field in req.metadata_field:
-        if field != "signature_def":
-          raise ServingError(_INVALID,
-                             f"Metadata field {field} is not supported")
-      servable = _resolve(self._models, req.model_spec, True)
-      signature_map = get_model_metadata_pb2.SignatureDefMap()
-      for key, value in servable.signature_defs.items():
-        signature_map.signature_def[key].CopyFrom(value)
-      response = get_model_metadata_pb2.GetModelMetadataResponse()
-      response.model_spec.name = req.model_spec.name
-      response.model_spec.version.value = servable.version
-      response.metadata["signature_def"].Pack(signature_map)
-      return response, servable.version, None
-    return self._serve("GetModelMetadata", request, context, body)
+    return self._serve("GetModelMetadata", request, context,
+                       functools.partial(handle_metadata, self._models))
+
+
+def model_status(models: manager_lib.ModelManager, request
+                 ) -> get_model_status_pb2.GetModelStatusResponse:
+  """GetModelStatus, or ServingError."""
+  spec = request.model_spec
+  if not request.HasField("model_spec"):
+    raise ServingError(_INVALID, "Missing ModelSpec")
+  if not spec.name:
+    raise ServingError(_INVALID, "ModelSpec has no name specified.")
+  try:
+    model = models.model(spec.name)
+    status = dict(model.status)
+  except ServingError:
+    status = {}
+  if spec.WhichOneof("version_choice") == "version":
+    version = spec.version.value
+    if version not in status:
+      raise ServingError(grpc.StatusCode.NOT_FOUND,
+                         f"Could not find version {version} of model "
+                         f"{spec.name}")
+    versions = [version]
+  else:
+    if not status:
+      raise ServingError(grpc.StatusCode.NOT_FOUND,
+                         f"Could not find any versions of model "
+                         f"{spec.name}")
+    versions = sorted(status, reverse=True)
+  response = get_model_status_pb2.GetModelStatusResponse()
+  for version in versions:
+    entry = response.model_version_status.add()
+    entry.version = version
+    entry.state = status[version].state
+    entry.status.error_code = status[version].error_code
+    entry.status.error_message = status[version].error_message
+  return response
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -353,37 +410,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
   def GetModelStatus(self, request, context):  # pylint: disable=invalid-name
     try:
-      spec = request.model_spec
-      if not request.HasField("model_spec"):
-        raise ServingError(_INVALID, "Missing ModelSpec")
-      if not spec.name:
-        raise ServingError(_INVALID, "ModelSpec has no name specified.")
-      try:
-        model = self._models.model(spec.name)
-        status = dict(model.status)
-      except ServingError:
-        status = {}
-      if spec.WhichOneof("version_choice") == "version":
-        version = spec.version.value
-        if version not in status:
-          raise ServingError(grpc.StatusCode.NOT_FOUND,
-                             f"Could not find version {version} of model "
-                             f"{spec.name}")
-        versions = [version]
-      else:
-        if not status:
-          raise ServingError(grpc.StatusCode.NOT_FOUND,
-                             f"Could not find any versions of model "
-                             f"{spec.name}")
-        versions = sorted(status, reverse=True)
-      response = get_model_status_pb2.GetModelStatusResponse()
-      for version in versions:
-        entry = response.model_version_status.add()
-        entry.version = version
-        entry.state = status[version].state
-        entry.status.error_code = status[version].error_code
-        entry.status.error_message = status[version].error_message
-      return response
+      return model_status(self._models, request)
     except ServingError as e:
       context.abort(e.code, e.message)
 
