@@ -10,6 +10,7 @@ from grpc_health.v1 import health_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
 from tf_resnet.serving import manager as manager_lib
+from tf_resnet.serving import options
 from tf_resnet.serving import services
 
 
@@ -20,7 +21,9 @@ class Server:
                port: int = 0, bind_address: str = "127.0.0.1",
                poll_seconds: float = 1.0, workers: int = 8,
                max_message_bytes: int = 256 * 1024 * 1024,
-               log_requests: bool = True):
+               log_requests: bool = True,
+               batching: Optional[options.BatchingParameters] = None,
+               ssl_config=None):
     """Loads the models and starts serving.
 
     Args:
@@ -31,11 +34,13 @@ class Server:
       workers: request threads.
       max_message_bytes: gRPC message limit, both directions.
       log_requests: one log line per request.
+      batching: merge concurrent requests per signature (None: off).
+      ssl_config: an `options.SSLConfig` for TLS (None: plaintext).
 
     Raises:
       RuntimeError: if the port cannot be bound.
     """
-    self.models = manager_lib.ModelManager(config, poll_seconds)
+    self.models = manager_lib.ModelManager(config, poll_seconds, batching)
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max_message_bytes)]
     self._grpc = grpc.server(
@@ -46,7 +51,16 @@ class Server:
     health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
     address = (f"[{bind_address}]" if ":" in bind_address
                and not bind_address.startswith("[") else bind_address)
-    self.port = self._grpc.add_insecure_port(f"{address}:{port}")
+    if ssl_config is None:
+      self.port = self._grpc.add_insecure_port(f"{address}:{port}")
+    else:
+      credentials = grpc.ssl_server_credentials(
+          [(ssl_config.server_key.encode(), ssl_config.server_cert.encode())],
+          root_certificates=(ssl_config.custom_ca.encode()
+                             if ssl_config.custom_ca else None),
+          require_client_auth=ssl_config.client_verify)
+      self.port = self._grpc.add_secure_port(f"{address}:{port}",
+                                             credentials)
     if not self.port:
       raise RuntimeError(f"cannot listen on {address}:{port}")
     self._grpc.start()

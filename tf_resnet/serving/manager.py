@@ -22,6 +22,8 @@ from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-direct
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from tf_resnet.serving import options
+
 State = get_model_status_pb2.ModelVersionStatus.State
 _LOG = logging.getLogger("tf_resnet.serving")
 _TAG = "serve"
@@ -41,8 +43,11 @@ class ServingError(Exception):
 class Servable:
   """One loaded version: its callable signatures and their SignatureDefs."""
 
-  def __init__(self, name: str, version: int, path: str):
+  def __init__(self, name: str, version: int, path: str,
+               batching: Optional["options.BatchingParameters"] = None):
     self.name = name
+    self.batching = batching
+    self._batchers = {}
     self.version = version
     self.path = path
     proto = saved_model_pb2.SavedModel()
@@ -56,6 +61,27 @@ class Servable:
     self.loaded = tf.saved_model.load(path, tags=[_TAG])
     self.functions = dict(self.loaded.signatures)
     self.lock = threading.Lock()
+
+  def batcher(self, signature: str):
+    """The Batcher of one signature (server-side batching)."""
+    from tf_resnet.serving import batching  # pylint: disable=g-import-not-at-top
+    with self.lock:
+      if signature not in self._batchers:
+        function = self.functions[signature]
+
+        def run(arrays):
+          outputs = function(**{k: tf.constant(v) for k, v in arrays.items()})
+          return {k: v.numpy() for k, v in outputs.items()}
+
+        self._batchers[signature] = batching.Batcher(
+            run, self.batching, name=f"{self.name}-{self.version}-{signature}")
+      return self._batchers[signature]
+
+  def close(self) -> None:
+    """Stops the batch threads."""
+    with self.lock:
+      for b in self._batchers.values():
+        b.close()
 
   def warm_up(self) -> None:
     """Runs every classify signature once on a small image, before traffic."""
@@ -92,8 +118,10 @@ def _policy_versions(policy: model_server_config_pb2.ModelConfig,
 class ServedModel:
   """One model name: its versions on disk, loaded, and their states."""
 
-  def __init__(self, config: model_server_config_pb2.ModelConfig):
+  def __init__(self, config: model_server_config_pb2.ModelConfig,
+               batching: Optional["options.BatchingParameters"] = None):
     self.config = config
+    self.batching = batching
     self.name = config.name
     self._servables: dict[int, Servable] = {}
     self.status: dict[int, VersionStatus] = {}
@@ -130,7 +158,7 @@ class ServedModel:
     self.status[version] = VersionStatus(State.START)
     self.status[version] = VersionStatus(State.LOADING)
     try:
-      servable = Servable(self.name, version, path)
+      servable = Servable(self.name, version, path, self.batching)
       servable.warm_up()
     except Exception as e:  # pylint: disable=broad-except
       _LOG.error("model %s version %d failed to load: %s", self.name, version,
@@ -148,7 +176,9 @@ class ServedModel:
   def _unload(self, version: int) -> None:
     self.status[version] = VersionStatus(State.UNLOADING)
     with self._lock:
-      self._servables.pop(version, None)
+      servable = self._servables.pop(version, None)
+    if servable is not None:
+      servable.close()
     self.status[version] = VersionStatus(State.END)
     _LOG.info("model %s version %d unloaded", self.name, version)
 
@@ -179,7 +209,9 @@ class ModelManager:
   """All served models; polls their base paths in a background thread."""
 
   def __init__(self, config: model_server_config_pb2.ModelServerConfig,
-               poll_seconds: float = 1.0):
+               poll_seconds: float = 1.0,
+               batching: Optional["options.BatchingParameters"] = None):
+    self.batching = batching
     self._models: dict[str, ServedModel] = {}
     self._lock = threading.Lock()
     self.poll_seconds = poll_seconds
@@ -206,7 +238,7 @@ class ModelManager:
         existing.config = c
         models[c.name] = existing
       else:
-        models[c.name] = ServedModel(c)
+        models[c.name] = ServedModel(c, self.batching)
     for model in models.values():
       model.update()
     with self._lock:

@@ -32,6 +32,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from tf_resnet.serving import grpc_server
 from tf_resnet.serving import manager as manager_lib
+from tf_resnet.serving import options
 
 _PORT = flags.DEFINE_integer("port", 8500, "gRPC port.")
 _REST_API_PORT = flags.DEFINE_integer(
@@ -51,11 +52,16 @@ _POLL = flags.DEFINE_float(
     "file_system_poll_wait_seconds", 1.0,
     "Seconds between looks for new versions (0: only at start).")
 _ENABLE_BATCHING = flags.DEFINE_bool(
-    "enable_batching", False, "Not implemented yet: True is refused.")
+    "enable_batching", False,
+    "Merge concurrent requests for the same signature into one run.")
 _BATCHING_PARAMETERS_FILE = flags.DEFINE_string(
-    "batching_parameters_file", None, "Not implemented yet.")
-_SSL_CONFIG_FILE = flags.DEFINE_string("ssl_config_file", None,
-                                       "Not implemented yet.")
+    "batching_parameters_file", None,
+    "A text BatchingParameters file (max_batch_size, batch_timeout_micros, "
+    "max_enqueued_batches, num_batch_threads), as tensorflow_model_server's.")
+_SSL_CONFIG_FILE = flags.DEFINE_string(
+    "ssl_config_file", None,
+    "A text SSLConfig (server_key and server_cert PEM contents; custom_ca "
+    "and client_verify to require client certificates): serve gRPC over TLS.")
 _BIND_ADDRESS = flags.DEFINE_string(
     "bind_address", "127.0.0.1",
     "Address to listen on; 0.0.0.0 (or [::]) for all interfaces.")
@@ -80,11 +86,7 @@ def load_config(path: str) -> model_server_config_pb2.ModelServerConfig:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  for flag, value in (("rest_api_port", _REST_API_PORT.value),
-                      ("enable_batching", _ENABLE_BATCHING.value),
-                      ("batching_parameters_file",
-                       _BATCHING_PARAMETERS_FILE.value),
-                      ("ssl_config_file", _SSL_CONFIG_FILE.value)):
+  for flag, value in (("rest_api_port", _REST_API_PORT.value),):
     if value:
       sys.exit(f"error: --{flag} is not implemented yet by tf_resnet's "
                "server (use tensorflow_model_server for it)")
@@ -101,6 +103,21 @@ def main(argv):
     if not os.path.isdir(model.base_path):
       sys.exit(f"error: model {model.name}: base path {model.base_path} "
                "does not exist")
+  batching = ssl_config = None
+  try:
+    if _ENABLE_BATCHING.value:
+      text = None
+      if _BATCHING_PARAMETERS_FILE.value:
+        with open(_BATCHING_PARAMETERS_FILE.value) as f:
+          text = f.read()
+      batching = options.parse_batching(text)
+    elif _BATCHING_PARAMETERS_FILE.value:
+      sys.exit("error: --batching_parameters_file needs --enable_batching")
+    if _SSL_CONFIG_FILE.value:
+      with open(_SSL_CONFIG_FILE.value) as f:
+        ssl_config = options.parse_ssl(f.read())
+  except (OSError, ValueError, text_format.ParseError) as e:
+    sys.exit(f"error: {e}")
   std_logging.basicConfig(
       level=std_logging.INFO, stream=sys.stderr,
       format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -109,7 +126,8 @@ def main(argv):
     server = grpc_server.Server(config, port=_PORT.value,
                     bind_address=_BIND_ADDRESS.value, poll_seconds=_POLL.value,
                     workers=_WORKERS.value,
-                    max_message_bytes=_MAX_MESSAGE_BYTES.value)
+                    max_message_bytes=_MAX_MESSAGE_BYTES.value,
+                    batching=batching, ssl_config=ssl_config)
   except (RuntimeError, manager_lib.ServingError) as e:
     sys.exit(f"error: {e}")
   statuses = {m.name: {v: s.state for v, s in m.status.items()}

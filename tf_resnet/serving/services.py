@@ -77,9 +77,15 @@ def _typed_tensor_proto(value: np.ndarray):
   return proto
 
 
-def _run(servable, signature: str, inputs: dict) -> dict:
+def _run(servable, signature: str, inputs: dict[str, np.ndarray]
+         ) -> dict[str, np.ndarray]:
+  """Runs a signature (through its batcher when batching is on)."""
   try:
-    outputs = servable.functions[signature](**inputs)
+    if servable.batching is not None:
+      return servable.batcher(signature).run(inputs)
+    outputs = servable.functions[signature](
+        **{k: tf.constant(v) for k, v in inputs.items()})
+    return {k: v.numpy() for k, v in outputs.items()}
   except tf.errors.OpError as e:
     code = {tf.errors.InvalidArgumentError: _INVALID,
             tf.errors.FailedPreconditionError:
@@ -90,7 +96,6 @@ def _run(servable, signature: str, inputs: dict) -> dict:
     raise ServingError(code, e.message) from None
   except (TypeError, ValueError) as e:
     raise ServingError(_INVALID, str(e)) from None
-  return {k: v.numpy() for k, v in outputs.items()}
 
 
 def _examples(request_input) -> list[bytes]:
@@ -153,7 +158,7 @@ def classify(servable, signature: str, examples: list[bytes]
              ) -> classification_pb2.ClassificationResult:
   """Runs a classify signature; one Classifications per example, in tensor order."""
   sig = _classification_signature(servable, signature)
-  out = _run(servable, signature, {"inputs": tf.constant(examples)})
+  out = _run(servable, signature, {"inputs": np.array(examples, dtype=object)})
   classes, scores = out.get("classes"), out.get("scores")
   n = len(examples)
   for name, value in (("classes", classes), ("scores", scores)):
@@ -178,7 +183,7 @@ def regress(servable, signature: str, examples: list[bytes]
             ) -> regression_pb2.RegressionResult:
   """Runs a regress signature; one Regression per example."""
   _regression_signature(servable, signature)
-  out = _run(servable, signature, {"inputs": tf.constant(examples)})
+  out = _run(servable, signature, {"inputs": np.array(examples, dtype=object)})
   values = out["outputs"].reshape(len(examples), -1)
   if values.shape[1] != 1:
     raise ServingError(_INVALID, "Expected output Tensor shape to be either "
@@ -248,7 +253,7 @@ def handle_predict(models: manager_lib.ModelManager, req):
     except Exception as e:  # pylint: disable=broad-except
       raise ServingError(_INVALID,
                          f"tensor parsing error: {alias}") from e
-    inputs[alias] = tf.constant(value)
+    inputs[alias] = value
   outputs = _run(servable, signature, inputs)
   keep = list(req.output_filter) or list(outputs)
   response = predict_pb2.PredictResponse()
