@@ -26,7 +26,40 @@ _SIGNATURE = flags.DEFINE_string("signature_name", "serving_default",
 _VERSION = flags.DEFINE_integer("version", None, "Model version (default: "
                                 "the latest the server has).")
 _TIMEOUT = flags.DEFINE_float("timeout", 60.0, "Seconds to wait.")
+_ROOT_CERT = flags.DEFINE_string(
+    "ssl_root_cert", None,
+    "PEM file of the CA that signed the server's certificate: use TLS.")
+_CLIENT_CERT = flags.DEFINE_string(
+    "ssl_client_cert", None, "PEM certificate to present to the server.")
+_CLIENT_KEY = flags.DEFINE_string("ssl_client_key", None,
+                                  "PEM private key of --ssl_client_cert.")
 _FORMAT = flags.DEFINE_enum("format", "text", ["text", "json"], "Output.")
+
+
+def _read(path):
+  if path is None:
+    return None
+  try:
+    with open(path, "rb") as f:
+      return f.read()
+  except OSError as e:
+    sys.exit(f"error: cannot read {path}: {e.strerror}")
+
+
+def _channel() -> grpc.Channel:
+  if not _ROOT_CERT.value:
+    if _CLIENT_CERT.value or _CLIENT_KEY.value:
+      sys.exit("error: --ssl_client_cert and --ssl_client_key need "
+               "--ssl_root_cert")
+    return grpc.insecure_channel(_SERVER.value)
+  if bool(_CLIENT_CERT.value) != bool(_CLIENT_KEY.value):
+    sys.exit("error: give both --ssl_client_cert and --ssl_client_key, or "
+             "neither")
+  credentials = grpc.ssl_channel_credentials(
+      root_certificates=_read(_ROOT_CERT.value),
+      private_key=_read(_CLIENT_KEY.value),
+      certificate_chain=_read(_CLIENT_CERT.value))
+  return grpc.secure_channel(_SERVER.value, credentials)
 
 
 def main(argv):
@@ -42,7 +75,7 @@ def main(argv):
       sys.exit(f"error: cannot read {path}: {e.strerror}")
   request = protocol.classify_request(images, _MODEL_NAME.value, _SIGNATURE.value,
                              _VERSION.value)
-  with grpc.insecure_channel(_SERVER.value) as channel:
+  with _channel() as channel:
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     try:
       response = stub.Classify(request, timeout=_TIMEOUT.value)
