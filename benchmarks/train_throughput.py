@@ -111,6 +111,41 @@ def _peak_rss_mib() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class _OthersLoad:
+  """Cores that other processes kept busy while it was open, from /proc/stat.
+
+  The machines are shared: a figure measured while something else ran is
+  not comparable with one measured alone, and this says which is which.
+  None where /proc/stat cannot be read.
+  """
+
+  @staticmethod
+  def _busy_seconds() -> Optional[float]:
+    try:
+      with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+      return None
+    # user nice system idle iowait irq softirq steal: all but idle and
+    # iowait is busy (steal too: the hypervisor ran someone else).
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+  def __enter__(self):
+    self._busy = self._busy_seconds()
+    self._own = sum(os.times()[:2])
+    self._began = time.perf_counter()
+    return self
+
+  def __exit__(self, *exc):
+    busy = self._busy_seconds()
+    if busy is None or self._busy is None:
+      self.cores = None
+      return
+    others = (busy - self._busy) - (sum(os.times()[:2]) - self._own)
+    self.cores = round(max(others, 0.0) / (time.perf_counter() - self._began),
+                       2)
+
+
 def _synthetic_batch(batch: int, size: int, num_classes: int):
   images = tf.random.normal([batch, size, size, 3], seed=1)
   labels = tf.random.uniform([batch], 0, num_classes, tf.int32, seed=2)
@@ -307,9 +342,11 @@ def _keras_rate(config: zoo.ModelConfig, batch: int, steps: int,
   model.fit(data, steps_per_epoch=warmup_steps, epochs=1, verbose=0,
             shuffle=False)
   timer = _EpochTimer()
-  model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False,
-            callbacks=[timer])
+  with _OthersLoad() as others:
+    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False,
+              callbacks=[timer])
   return {"images_per_sec": batch * steps / timer.seconds,
+          "others_cores": others.cores,
           "seconds": timer.seconds, "mean_loss": timer.loss,
           "params": params, "jit_compile": bool(model.jit_compile),
           "framework": f"keras {tf.keras.__version__} fit"}
@@ -390,9 +427,11 @@ def main(argv):
   size = config.input_size
   profile = cost.profile(ours.model, (size, size, 3))
   ours.run(_WARMUP_STEPS.value)
-  seconds, loss = ours.time(steps, _STEPS_PER_CALL.value)
+  with _OthersLoad() as others:
+    seconds, loss = ours.time(steps, _STEPS_PER_CALL.value)
   rss = _peak_rss_mib()
-  peak = _conv_peak(_PEAK_CALLS.value)
+  with _OthersLoad() as others_at_peak:
+    peak = _conv_peak(_PEAK_CALLS.value)
   rate = batch * steps / seconds
   train_gflops = 3 * 2 * profile.multiply_adds * rate / 1e9
   record = {
@@ -403,12 +442,14 @@ def main(argv):
       "image_size": size, "replicas": ours.strategy.num_replicas_in_sync,
       "steps": steps, "steps_per_call": _STEPS_PER_CALL.value,
       "images_per_sec": round(rate, 2),
+      "others_cores": others.cores,
       "ms_per_step": round(1000 * seconds / steps, 1),
       "mean_loss": round(loss, 4), "params": profile.params,
       "multiply_adds_per_image": profile.multiply_adds,
       "train_gflops_per_sec": round(train_gflops, 1),
       "peak_conv_gflops_per_sec": round(peak, 1),
       "peak_fraction": round(train_gflops / peak, 3),
+      "peak_others_cores": others_at_peak.cores,
       "peak_rss_mib_at_start": round(rss_at_start),
       "peak_rss_mib": round(rss),
   }
@@ -419,6 +460,7 @@ def main(argv):
         "keras": keras["framework"],
         "keras_images_per_sec": round(keras["images_per_sec"], 2),
         "keras_mean_loss": round(keras["mean_loss"], 4),
+        "keras_others_cores": keras["others_cores"],
         "keras_jit_compile": keras["jit_compile"],
         "ours_over_keras": round(rate / keras["images_per_sec"], 2),
         "peak_rss_mib_after_keras": round(_peak_rss_mib()),
@@ -454,6 +496,10 @@ def main(argv):
         f"of the 3x3 convolution peak ({peak:.1f} GFLOP/s)")
   print(f"peak RSS {record['peak_rss_mib']} MiB (after importing "
         f"TensorFlow: {record['peak_rss_mib_at_start']} MiB)")
+  print(f"cores kept busy by other processes while timing: ours "
+        f"{record['others_cores']}, peak {record['peak_others_cores']}"
+        + (f", Keras {record['keras_others_cores']}" if _COMPARE.value
+           else ""))
   if "profile" in record:
     traced = record["profile"]
     total = sum(traced["op_ms_by_part"].values())

@@ -11,6 +11,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from tf_resnet.serving import manager as manager_lib
 from tf_resnet.serving import options
+from tf_resnet.serving import rest
 from tf_resnet.serving import services
 
 
@@ -23,7 +24,8 @@ class Server:
                max_message_bytes: int = 256 * 1024 * 1024,
                log_requests: bool = True,
                batching: Optional[options.BatchingParameters] = None,
-               ssl_config=None):
+               ssl_config=None,
+               rest_port: Optional[int] = None):
     """Loads the models and starts serving.
 
     Args:
@@ -36,9 +38,12 @@ class Server:
       log_requests: one log line per request.
       batching: merge concurrent requests per signature (None: off).
       ssl_config: an `options.SSLConfig` for TLS (None: plaintext).
+      rest_port: port of TF Serving's REST API, on `bind_address` and
+        without TLS as in TF Serving; 0 picks a free one (see
+        `self.rest_port`); None: off.
 
     Raises:
-      RuntimeError: if the port cannot be bound.
+      RuntimeError: if a port cannot be bound.
     """
     self.models = manager_lib.ModelManager(config, poll_seconds, batching)
     options = [("grpc.max_receive_message_length", max_message_bytes),
@@ -63,6 +68,10 @@ class Server:
                                              credentials)
     if not self.port:
       raise RuntimeError(f"cannot listen on {address}:{port}")
+    self._rest = None if rest_port is None else rest.RestServer(
+        self.models, port=rest_port, bind_address=bind_address,
+        log_requests=log_requests, max_body_bytes=max_message_bytes)
+    self.rest_port = None if self._rest is None else self._rest.port
     self._grpc.start()
     self.models.start()
     self._set_health(True)
@@ -76,6 +85,8 @@ class Server:
   def stop(self, grace: Optional[float] = 5.0) -> None:
     """Stops accepting requests, lets those in flight finish, and stops."""
     self._set_health(False)
+    if self._rest is not None:
+      self._rest.stop(grace)
     self._grpc.stop(grace).wait()
     self.models.stop()
 

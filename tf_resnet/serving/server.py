@@ -9,7 +9,8 @@ directory) runs under the real server when a deployment outgrows one machine:
 
 Services: tensorflow.serving.PredictionService (Classify, Regress, Predict,
 MultiInference, GetModelMetadata), tensorflow.serving.ModelService
-(GetModelStatus, HandleReloadConfigRequest) and grpc.health.v1.Health.
+(GetModelStatus, HandleReloadConfigRequest) and grpc.health.v1.Health;
+with --rest_api_port, TF Serving's REST API too (tf_resnet.serving.rest).
 Versions are numbered subdirectories of the base path, polled every
 --file_system_poll_wait_seconds; a new version is loaded and warmed up before
 it takes traffic. SIGTERM and SIGINT stop accepting requests, drain those in
@@ -36,8 +37,7 @@ from tf_resnet.serving import options
 
 _PORT = flags.DEFINE_integer("port", 8500, "gRPC port.")
 _REST_API_PORT = flags.DEFINE_integer(
-    "rest_api_port", 0, "REST port (0: off). Not implemented yet: a non-zero "
-    "value is refused.")
+    "rest_api_port", 0, "Port of the REST API (0: off), on --bind_address.")
 _MODEL_NAME = flags.DEFINE_string("model_name", "default",
                                   "Name of the model (with --model_base_path).")
 _MODEL_BASE_PATH = flags.DEFINE_string(
@@ -71,6 +71,10 @@ _MAX_MESSAGE_BYTES = flags.DEFINE_integer(
     "gRPC's own default is 4 MiB).")
 _WORKERS = flags.DEFINE_integer("grpc_workers", 8,
                                 "Threads serving gRPC requests.")
+_REQUEST_LOG_LEVEL = flags.DEFINE_enum(
+    "request_log_level", "info", ["debug", "info", "warning"],
+    "Level of the per-request log lines (model, version, signature, status, "
+    "latency), which are written at INFO: `warning` hides them.")
 _DRAIN_SECONDS = flags.DEFINE_float(
     "drain_seconds", 30.0, "On SIGTERM, how long in-flight requests may take.")
 
@@ -86,10 +90,6 @@ def load_config(path: str) -> model_server_config_pb2.ModelServerConfig:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  for flag, value in (("rest_api_port", _REST_API_PORT.value),):
-    if value:
-      sys.exit(f"error: --{flag} is not implemented yet by tf_resnet's "
-               "server (use tensorflow_model_server for it)")
   if bool(_MODEL_CONFIG_FILE.value) == bool(_MODEL_BASE_PATH.value):
     sys.exit("error: give exactly one of --model_base_path (with "
              "--model_name) or --model_config_file")
@@ -121,19 +121,26 @@ def main(argv):
   std_logging.basicConfig(
       level=std_logging.INFO, stream=sys.stderr,
       format="%(asctime)s %(levelname)s %(name)s %(message)s")
-  logging.set_verbosity(logging.WARNING)
+  logging.set_verbosity(logging.WARNING)  # TensorFlow's own chatter.
+  # The server's lines (one per request, version loads) at their own level.
+  std_logging.getLogger("tf_resnet.serving").setLevel(std_logging.INFO)
+  std_logging.getLogger("tf_resnet.serving.requests").setLevel(
+      _REQUEST_LOG_LEVEL.value.upper())
   try:
-    server = grpc_server.Server(config, port=_PORT.value,
-                    bind_address=_BIND_ADDRESS.value, poll_seconds=_POLL.value,
-                    workers=_WORKERS.value,
-                    max_message_bytes=_MAX_MESSAGE_BYTES.value,
-                    batching=batching, ssl_config=ssl_config)
+    server = grpc_server.Server(
+        config, port=_PORT.value, bind_address=_BIND_ADDRESS.value,
+        poll_seconds=_POLL.value, workers=_WORKERS.value,
+        max_message_bytes=_MAX_MESSAGE_BYTES.value, batching=batching,
+        ssl_config=ssl_config, rest_port=_REST_API_PORT.value or None)
   except (RuntimeError, manager_lib.ServingError) as e:
     sys.exit(f"error: {e}")
   statuses = {m.name: {v: s.state for v, s in m.status.items()}
               for m in server.models.models()}
   print(f"Serving gRPC on {_BIND_ADDRESS.value}:{server.port}; models: "
         f"{statuses} (30 = AVAILABLE)", flush=True)
+  if server.rest_port:
+    print(f"Serving REST on {_BIND_ADDRESS.value}:{server.rest_port}",
+          flush=True)
   stopped = threading.Event()
 
   def on_signal(signum, frame):
