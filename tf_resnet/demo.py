@@ -1,10 +1,10 @@
 r"""The serving half of `make demo`: serve an export, classify held-out images over gRPC.
 
-Starts `tf_resnet.serving.server` on a free local port with the export,
-writes a few held-out test images of the data set as PNG files, classifies
-them with `tf_resnet.serving.client` (one Classify request, standard
-tensorflow-serving-api stubs), prints the answers and the accuracy, and stops
-the server with SIGTERM.
+Starts `tf_resnet.serving.server` on free local ports (gRPC and REST) with
+the export, writes a few held-out test images of the data set as PNG files,
+classifies them with `tf_resnet.serving.client` (one Classify request through
+the standard tensorflow-serving-api stubs, then through the REST API), prints
+the answers and the accuracy, and stops the server with SIGTERM.
 
   python -m tf_resnet.demo --export_dir=/tmp/tf_resnet_demo/export \
       --dataset=digits --count=12
@@ -66,34 +66,38 @@ def main(argv):
     truth.append(source.class_names[int(label)])
     with open(paths[-1], "wb") as f:
       f.write(data)
-  port = _free_port()
+  port, rest_port = _free_port(), _free_port()
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   server = subprocess.Popen(
       [sys.executable, "-m", "tf_resnet.serving.server", f"--port={port}",
-       "--model_name=demo", f"--model_base_path={_EXPORT_DIR.value}"],
+       f"--rest_api_port={rest_port}", "--model_name=demo",
+       f"--model_base_path={_EXPORT_DIR.value}", "--request_log_level=warning"],
       env=env)
   try:
     _wait_for_port(port, server, timeout=180)
-    result = subprocess.run(
-        [sys.executable, "-m", "tf_resnet.serving.client",
-         f"--server=127.0.0.1:{port}", "--model_name=demo", "--format=json",
-         *paths], env=env, capture_output=True, text=True, check=False)
-    if result.returncode:
-      cli.fail(f"the client failed: {result.stderr.strip()[-2000:]}")
-    records = [json.loads(line) for line in result.stdout.splitlines()]
-    correct = 0
-    print(f"Classified {len(records)} held-out {source.name} images through "
-          f"the gRPC server on port {port} (model demo, version "
-          f"{records[0]['version']}):")
-    for record, label in zip(records, truth):
-      ok = record["classes"][0] == label
-      correct += ok
-      top = ", ".join(f"{c} {s:.2f}" for c, s in zip(record["classes"],
-                                                    record["scores"]))
-      print(f"  {record['image']}: true {label}; top: {top}"
-            f"{'' if ok else '  (wrong)'}")
-    print(f"Accuracy: {correct}/{len(records)} = "
-          f"{correct / len(records):.2f}")
+    _wait_for_port(rest_port, server, timeout=30)
+    for api, address, extra in (("gRPC", port, []),
+                                ("REST", rest_port, ["--rest"])):
+      result = subprocess.run(
+          [sys.executable, "-m", "tf_resnet.serving.client",
+           f"--server=127.0.0.1:{address}", "--model_name=demo",
+           "--format=json", *extra, *paths],
+          env=env, capture_output=True, text=True, check=False)
+      if result.returncode:
+        cli.fail(f"the {api} client failed: {result.stderr.strip()[-2000:]}")
+      records = [json.loads(line) for line in result.stdout.splitlines()]
+      correct = 0
+      print(f"Classified {len(records)} held-out {source.name} images "
+            f"through the server's {api} API on port {address}:")
+      for record, label in zip(records, truth):
+        ok = record["classes"][0] == label
+        correct += ok
+        top = ", ".join(f"{c} {s:.2f}" for c, s in zip(record["classes"],
+                                                      record["scores"]))
+        print(f"  {record['image']}: true {label}; top: {top}"
+              f"{'' if ok else '  (wrong)'}")
+      print(f"{api} accuracy: {correct}/{len(records)} = "
+            f"{correct / len(records):.2f}")
   finally:
     server.send_signal(signal.SIGTERM)
     try:
