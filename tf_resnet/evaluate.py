@@ -11,21 +11,16 @@ order, are required).
 """
 
 import json
-import os
 
 from tf_resnet import cli  # Sets TF's log level before TensorFlow loads.
 from absl import app  # pylint: disable=g-bad-import-order
 from absl import flags
 from absl import logging
-import tensorflow as tf
 
 from tf_resnet.data import pipeline
 from tf_resnet.data import sources
-from tf_resnet.data import stats as stats_lib
-from tf_resnet.model import zoo
-from tf_resnet.training import config as config_lib
 from tf_resnet.training import evaluation
-from tf_resnet.training import loop
+from tf_resnet.training import run_dir
 
 FLAGS = flags.FLAGS
 
@@ -59,25 +54,17 @@ flags.DEFINE_enum("format", "table", ["table", "json"],
 flags.mark_flag_as_required("model_dir")
 
 
-def _read(path: str) -> str:
-  if not tf.io.gfile.exists(path):
-    cli.fail(f"{path} does not exist: --model_dir must be a training run of "
-             "tf_resnet.train")
-  with tf.io.gfile.GFile(path) as f:
-    return f.read()
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  text = _read(os.path.join(FLAGS.model_dir, loop.CONFIG_FILE))
-  model_config = config_lib.model_config_from_json(text)
-  data_config = config_lib.data_config_from_json(text)
-  input_config = config_lib.input_config_from_json(text)
-  statistics = stats_lib.Statistics.from_json(
-      _read(os.path.join(FLAGS.model_dir, loop.STATS_FILE)))
+  try:
+    trained = run_dir.load(FLAGS.model_dir)
+  except run_dir.RunDirError as e:
+    cli.fail(str(e))
+  model_config, data_config = trained.model, trained.data
+  input_config, statistics = trained.input, trained.statistics
   try:
     source = sources.parse(FLAGS.dataset or data_config.dataset,
                            data_dir=FLAGS.data_dir or data_config.data_dir,
@@ -100,18 +87,14 @@ def main(argv):
   except (sources.DataError, ValueError) as e:
     cli.fail(str(e))
 
-  model = zoo.build_model(model_config)
-  step = tf.Variable(0, dtype=tf.int64)
-  checkpoint = tf.train.Checkpoint(model=model, step=step)
-  directory = (os.path.join(FLAGS.model_dir, loop.BEST_DIR) if FLAGS.best
-               else FLAGS.model_dir)
-  path = FLAGS.checkpoint or tf.train.latest_checkpoint(directory)
-  if not path:
-    cli.fail(f"no checkpoint in {directory}")
-  checkpoint.read(path).expect_partial().assert_existing_objects_matched()
+  try:
+    model, step, path = run_dir.restore(trained, FLAGS.checkpoint,
+                                        FLAGS.best)
+  except run_dir.RunDirError as e:
+    cli.fail(str(e))
   result = evaluation.Evaluator(model, FLAGS.eval_mode).evaluate(
       dataset, max_examples=FLAGS.max_examples)
-  record = {**result.to_json(), "step": int(step.numpy()),
+  record = {**result.to_json(), "step": step,
             "checkpoint": path, "eval_mode": FLAGS.eval_mode,
             "split": FLAGS.split, "dataset": source.name,
             "model": model_config.display_name}

@@ -14,21 +14,16 @@ tf.Example `image/encoded`, multi-scale), `predict` (image bytes),
 `classify_single_view` and `predict_single_view`.
 """
 
-import os
 
 from tf_resnet import cli  # Sets TF's log level before TensorFlow loads.
 from absl import app  # pylint: disable=g-bad-import-order
 from absl import flags
 from absl import logging
-import tensorflow as tf
 
 from tf_resnet.data import sources
-from tf_resnet.data import stats as stats_lib
 from tf_resnet.exporting import serving_module
 from tf_resnet.exporting import writer
-from tf_resnet.model import zoo
-from tf_resnet.training import config as config_lib
-from tf_resnet.training import loop
+from tf_resnet.training import run_dir
 
 FLAGS = flags.FLAGS
 
@@ -54,58 +49,35 @@ flags.DEFINE_string("labels", None,
 flags.mark_flags_as_required(["model_dir", "export_dir"])
 
 
-def _read(path: str) -> str:
-  if not tf.io.gfile.exists(path):
-    cli.fail(f"{path} does not exist: --model_dir must be a training run of "
-             "tf_resnet.train")
-  with tf.io.gfile.GFile(path) as f:
-    return f.read()
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  text = _read(os.path.join(FLAGS.model_dir, loop.CONFIG_FILE))
-  model_config = config_lib.model_config_from_json(text)
-  statistics = stats_lib.Statistics.from_json(
-      _read(os.path.join(FLAGS.model_dir, loop.STATS_FILE)))
-  labels_file = FLAGS.labels or os.path.join(FLAGS.model_dir,
-                                             loop.LABELS_FILE)
-  if FLAGS.labels or tf.io.gfile.exists(labels_file):
-    labels = _read(labels_file).splitlines()
-  else:  # A run from before labels.txt: the data set's names.
-    data = config_lib.data_config_from_json(text)
-    try:
-      labels = list(sources.parse(data.dataset, data_dir=data.data_dir,
-                                  family=model_config.family).class_names)
-    except (sources.DataError, ValueError) as e:
-      cli.fail(f"no {labels_file} and the run's data set is unavailable "
-               f"({e}); pass --labels")
-  model = zoo.build_model(model_config)
-  step = tf.Variable(0, dtype=tf.int64)
-  directory = (os.path.join(FLAGS.model_dir, loop.BEST_DIR) if FLAGS.best
-               else FLAGS.model_dir)
-  path = FLAGS.checkpoint or tf.train.latest_checkpoint(directory)
-  if not path:
-    cli.fail(f"no checkpoint in {directory}")
   try:
-    tf.train.Checkpoint(model=model, step=step).read(
-        path).expect_partial().assert_existing_objects_matched()
-  except (AssertionError, ValueError, tf.errors.OpError) as e:
-    cli.fail(f"{path} does not hold a {model_config.display_name} as "
-             f"{FLAGS.model_dir}/config.json describes: {str(e)[:300]}")
+    trained = run_dir.load(FLAGS.model_dir)
+    labels = trained.labels
+    if FLAGS.labels:
+      with open(FLAGS.labels) as f:
+        labels = f.read().splitlines()
+    elif labels is None:  # A run from before labels.txt: the data's names.
+      labels = list(sources.parse(
+          trained.data.dataset, data_dir=trained.data.data_dir,
+          family=trained.model.family).class_names)
+    model, step, path = run_dir.restore(trained, FLAGS.checkpoint,
+                                        FLAGS.best)
+  except (run_dir.RunDirError, sources.DataError, OSError) as e:
+    cli.fail(str(e))
   try:
     module = serving_module.for_run(
-        model, model_config.family, statistics.mean_image, labels,
+        model, trained.model.family, trained.statistics.mean_image, labels,
         scales=[int(s) for s in FLAGS.scales or []], flip=FLAGS.flip,
         top_k=FLAGS.top_k)
     exported = writer.write(module, FLAGS.export_dir, FLAGS.version,
                             overwrite=FLAGS.overwrite)
   except (ValueError, FileExistsError) as e:
     cli.fail(str(e))
-  print(f"Exported {model_config.display_name} at step {int(step)} "
+  print(f"Exported {trained.model.display_name} at step {step} "
         f"({path}) to {exported}")
 
 
