@@ -105,5 +105,15 @@ class BatcherTest(tf.test.TestCase):
       options.parse_batching("max_batch_size { value: 0 }")
 
 
+class ServingErrorTest(tf.test.TestCase):
+
+  def test_long_messages_are_truncated_as_tf_serving_does(self):
+    error = manager.ServingError(grpc.StatusCode.INTERNAL, "x" * 2000)
+    self.assertLen(error.message, 1024)
+    self.assertTrue(error.message.endswith("...TRUNCATED"))
+    self.assertEqual(manager.ServingError(grpc.StatusCode.INTERNAL,
+                                          "short").message, "short")
+
+
 if __name__ == "__main__":
   tf.test.main()
