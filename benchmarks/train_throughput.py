@@ -1,4 +1,4 @@
-r"""The library's training step against the machine's convolution peak and Keras `fit`, in one run.
+r"""Training throughput: the library's step, the conv peak and Keras `fit`.
 
 Builds the step exactly as `tf_resnet.train` runs it: the zoo's network under
 the strategy of `make_strategy("default")`, the Caffe-form SGD with momentum
@@ -13,7 +13,9 @@ It reports images/s, the network's multiply-adds per image (from
 multiply-adds, 2 FLOPs each), and that rate as a fraction of the machine's
 convolution peak, measured in the same run on a large 3x3 convolution
 (64 channels, 56x56, batch 64). Also the process's peak resident memory after
-the timed steps.
+the timed steps, and how many cores other processes kept busy during each
+timing (the machines are shared: a figure measured beside other work is not
+comparable with one measured alone).
 
 With --compare it also trains the same network (same depth, widths,
 shortcuts, batch and image size) written as a Keras functional model with
@@ -35,7 +37,6 @@ import os
 import re
 import resource
 import sys
-import tempfile
 import time
 from typing import Optional
 
@@ -74,7 +75,7 @@ _STEPS_PER_CALL = flags.DEFINE_integer(
 _WARMUP_STEPS = flags.DEFINE_integer(
     "warmup_steps", 2, "Untimed steps first, in one call (tracing, oneDNN "
     "primitives); the same number for Keras.", lower_bound=1)
-_PEAK_CALLS = flags.DEFINE_integer("peak_calls", 10,
+_PEAK_CALLS = flags.DEFINE_integer("peak_calls", 30,
                                    "Timed calls of the peak convolution.",
                                    lower_bound=1)
 _COMPARE = flags.DEFINE_bool("compare", False,
@@ -82,7 +83,8 @@ _COMPARE = flags.DEFINE_bool("compare", False,
                              "network with model.fit.")
 _PROFILE_DIR = flags.DEFINE_string(
     "profile_dir", None, "Trace one call of --steps_per_call steps with "
-    "TensorFlow's profiler into this directory and print the time by op type.")
+    "TensorFlow's profiler into this directory and print the time by part of "
+    "the step and by op type.")
 _FORMAT = flags.DEFINE_enum("format", "table", ["table", "json"], "Output.")
 
 flags.mark_flags_as_required(["depth", "batch_size"])
@@ -131,6 +133,7 @@ class _OthersLoad:
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
   def __enter__(self):
+    self.cores: Optional[float] = None
     self._busy = self._busy_seconds()
     self._own = sum(os.times()[:2])
     self._began = time.perf_counter()
@@ -139,7 +142,6 @@ class _OthersLoad:
   def __exit__(self, *exc):
     busy = self._busy_seconds()
     if busy is None or self._busy is None:
-      self.cores = None
       return
     others = (busy - self._busy) - (sum(os.times()[:2]) - self._own)
     self.cores = round(max(others, 0.0) / (time.perf_counter() - self._began),
@@ -153,7 +155,7 @@ def _synthetic_batch(batch: int, size: int, num_classes: int):
 
 
 def _conv_peak(calls: int) -> float:
-  """GFLOP/s of a large 3x3 convolution in a tf.function: the machine's practical peak."""
+  """GFLOP/s of a large 3x3 convolution: the machine's practical peak."""
   n, h, w, c = _PEAK_SHAPE
   images = tf.random.normal(_PEAK_SHAPE, seed=3)
   kernel = tf.random.normal([3, 3, c, c], stddev=0.05, seed=4)
@@ -168,7 +170,7 @@ def _conv_peak(calls: int) -> float:
 
 
 class _OurStep:
-  """The library's training step, several steps per call, on one batch in memory."""
+  """The library's training step, several per call, on one batch in memory."""
 
   def __init__(self, config: zoo.ModelConfig, batch: int):
     self.strategy = strategy_lib.make_strategy("default")
@@ -219,7 +221,7 @@ class _OurStep:
     return self._train_steps(self.batch, tf.constant(num_steps)).numpy()
 
   def time(self, steps: int, steps_per_call: int) -> tuple[float, float]:
-    """Seconds for `steps` steps in calls of `steps_per_call`, and their mean loss."""
+    """Seconds for `steps` steps in calls of `steps_per_call`, and mean loss."""
     calls = [steps_per_call] * (steps // steps_per_call)
     if steps % steps_per_call:
       calls.append(steps % steps_per_call)
@@ -247,11 +249,13 @@ class _ZeroPadShortcut(tf.keras.layers.Layer):
 
 
 def keras_network(config: zoo.ModelConfig) -> tf.keras.Model:
-  """The zoo's network as a Keras user would write it: functional, BN after each conv.
+  """The zoo's network as a Keras user would write it: a functional model.
 
   Same stages, widths, blocks and shortcut option as `zoo.build_model`, the
   same initialisation (untruncated He normal on the fan-in) and batch-norm
-  decay and epsilon; Keras's own `same` padding.
+  decay and epsilon; BN after each convolution; Keras's own `same` padding
+  (which pads stride-2 layers on the bottom-right only: the same shapes and
+  multiply-adds as ours).
 
   Args:
     config: a ResNet of either family.
@@ -324,8 +328,9 @@ class _EpochTimer(tf.keras.callbacks.Callback):
 
 def _keras_rate(config: zoo.ModelConfig, batch: int, steps: int,
                 warmup_steps: int, expected_params: int) -> dict:
-  """Images/s of `model.fit` on the same network, one synthetic batch repeated."""
-  tf.random.set_seed(0)
+  """Images/s of `model.fit` on the same network, one batch repeated."""
+  # Keras 3 draws its initial weights from its own seed generator.
+  tf.keras.utils.set_random_seed(0)
   model = keras_network(config)
   params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
   if params != expected_params:
@@ -379,16 +384,18 @@ def _part(scope: str, op_type: str) -> str:
 
 
 def profile_summary(logdir: str) -> tuple[dict[str, float], dict[str, float]]:
-  """Milliseconds by op type and by part of the step in the newest trace under `logdir`.
+  """Milliseconds by op type and by part of the step in a profiler trace.
 
-  Reads the profiler's XSpace (`*.xplane.pb`) with TensorFlow's own protos
-  and sums the durations of the op events on the host plane. Ops of two
-  threads overlap, so the sum can exceed the wall time.
+  Reads the newest XSpace (`*.xplane.pb`, the profiler's output) under
+  `logdir` with TensorFlow's own protos, and sums the durations of the op
+  events on the host plane. Ops on TensorFlow's two inter-op threads can
+  overlap, so the sum can exceed the wall time.
 
   Returns:
     Milliseconds by op type and by part (see `_part`), largest first.
   """
-  from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2
   paths = tf.io.gfile.glob(os.path.join(logdir, "plugins", "profile", "*",
                                         "*.xplane.pb"))
   by_type, by_part = collections.Counter(), collections.Counter()
