@@ -101,20 +101,27 @@ class Conv2D(tf.Module):
       self.bias = (tf.Variable(tf.zeros([out_channels]), name="bias")
                    if use_bias else None)
 
-  def _tf_padding(self):
+  def _pad(self, inputs: tf.Tensor) -> tuple[tf.Tensor, str]:
+    """The input as the convolution sees it, and TensorFlow's padding mode."""
     if self.padding == "VALID":
-      return "VALID"
+      return inputs, "VALID"
     if self.stride == 1 and self.kernel_size % 2 == 1:
-      return "SAME"  # Symmetric already.
+      return inputs, "SAME"  # Symmetric already.
     pad = self.kernel_size // 2
-    return [[0, 0], [pad, pad], [pad, pad], [0, 0]]
+    if pad:
+      # tf.pad and VALID rather than an explicit padding list: with explicit
+      # paddings TensorFlow's CPU backward pass leaves oneDNN for much slower
+      # kernels (measured: 4x on ResNet-50's strided projections).
+      inputs = tf.pad(inputs, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    return inputs, "VALID"
 
   @tf.Module.with_name_scope
   def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
     # Variables stay float32; under mixed precision the computation follows
     # the inputs' dtype.
-    outputs = tf.nn.conv2d(inputs, tf.cast(self.kernel, inputs.dtype),
-                           strides=self.stride, padding=self._tf_padding())
+    padded, mode = self._pad(inputs)
+    outputs = tf.nn.conv2d(padded, tf.cast(self.kernel, inputs.dtype),
+                           strides=self.stride, padding=mode)
     if self.bias is not None:
       outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, inputs.dtype))
     height, width = outputs.shape[1], outputs.shape[2]
