@@ -144,8 +144,7 @@ def _check_network(values) -> bool:
   """Rejects an impossible network before any data is read."""
   family = cli.family_hint(values["dataset"], values["family"],
                            values["model"], values["depth"])
-  fixed = {"imagenet2012": "imagenet", "cifar10": "cifar", "digits": "cifar"}
-  family = fixed.get(values["dataset"], family)
+  family = sources.FIXED_FAMILIES.get(values["dataset"], family)
   try:
     zoo.ModelConfig(family=family or "imagenet", architecture=values["model"],
                     depth=values["depth"], shortcut=values["shortcut"])

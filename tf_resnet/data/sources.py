@@ -38,6 +38,9 @@ SPLITS = ("train", "holdout", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
                    "frog", "horse", "ship", "truck")
+# Data sets whose network family is fixed by the data itself.
+FIXED_FAMILIES = {"imagenet2012": "imagenet", "cifar10": "cifar",
+                  "digits": "cifar"}
 # Folder images up to this size get the CIFAR family's preprocessing.
 CIFAR_MAX_SIDE = 64
 
@@ -445,10 +448,9 @@ def parse(spec: str, *, data_dir: Optional[str] = None,
   """
   if family is not None and family not in FAMILIES:
     raise ValueError(f"`family` must be one of {FAMILIES}, not {family!r}")
-  fixed = {"imagenet2012": "imagenet", "cifar10": "cifar", "digits": "cifar"}
-  if spec in fixed and family not in (None, fixed[spec]):
-    raise ValueError(f"{spec} is a {fixed[spec]}-family data set, not "
-                     f"{family}")
+  fixed = FIXED_FAMILIES.get(spec)
+  if fixed and family not in (None, fixed):
+    raise ValueError(f"{spec} is a {fixed}-family data set, not {family}")
   if spec == "imagenet2012":
     return TfdsImageNet(data_dir, holdout)
   if spec == "cifar10":

@@ -195,28 +195,25 @@ def regress(servable, signature: str, examples: list[bytes]
   return result
 
 
-def handle_classify(models: manager_lib.ModelManager, req):
-  """Classify: (ClassificationResponse, version, signature), or ServingError."""
-  servable = _resolve(models, req.model_spec,
-                      req.HasField("model_spec"))
+def _handle_examples(models, req, response, run):
+  """Classify and Regress: resolve, run on the examples, echo the spec."""
+  servable = _resolve(models, req.model_spec, req.HasField("model_spec"))
   signature = req.model_spec.signature_name or DEFAULT_SIGNATURE
-  examples = _examples(req.input)
-  response = classification_pb2.ClassificationResponse()
-  response.result.CopyFrom(classify(servable, signature, examples))
+  response.result.CopyFrom(run(servable, signature, _examples(req.input)))
   _echo(response.model_spec, req.model_spec, servable, signature)
   return response, servable.version, signature
+
+
+def handle_classify(models: manager_lib.ModelManager, req):
+  """Classify: (ClassificationResponse, version, signature), or ServingError."""
+  return _handle_examples(models, req,
+                          classification_pb2.ClassificationResponse(), classify)
 
 
 def handle_regress(models: manager_lib.ModelManager, req):
   """Regress: (RegressionResponse, version, signature), or ServingError."""
-  servable = _resolve(models, req.model_spec,
-                      req.HasField("model_spec"))
-  signature = req.model_spec.signature_name or DEFAULT_SIGNATURE
-  examples = _examples(req.input)
-  response = regression_pb2.RegressionResponse()
-  response.result.CopyFrom(regress(servable, signature, examples))
-  _echo(response.model_spec, req.model_spec, servable, signature)
-  return response, servable.version, signature
+  return _handle_examples(models, req, regression_pb2.RegressionResponse(),
+                          regress)
 
 
 def handle_predict(models: manager_lib.ModelManager, req):
