@@ -31,6 +31,8 @@ setuptools.setup(
         "grpcio-health-checking>=1.60",  # grpc.health.v1 for the server.
         # Only for the embedded `digits` data set (real images in its wheel).
         "scikit-learn>=1.3",
+        # Only for tf_resnet.plot (the paper's figures redrawn).
+        "matplotlib>=3.8",
     ],
     extras_require={"test": ["pytest>=8"]},
     entry_points={
@@ -39,6 +41,7 @@ setuptools.setup(
             "tf-resnet-train=tf_resnet.train:run",
             "tf-resnet-evaluate=tf_resnet.evaluate:run",
             "tf-resnet-export=tf_resnet.export:run",
+            "tf-resnet-plot=tf_resnet.plot:run",
             "tf-resnet-serve=tf_resnet.serving.server:run",
             "tf-resnet-client=tf_resnet.serving.client:run",
         ],

@@ -105,6 +105,10 @@ flags.DEFINE_integer("eval_every_steps", None,
                      "ImageNet, 2000 on CIFAR-10).")
 flags.DEFINE_integer("eval_examples", None,
                      "Evaluate on at most this many examples.")
+flags.DEFINE_bool("monitor_test", False,
+                  "With --holdout, also evaluate the test split at every "
+                  "evaluation, logged as `test` (learning curves like the "
+                  "paper's Fig. 6; never used for decisions).")
 flags.DEFINE_integer("keep_checkpoints", 3, "Recent checkpoints to keep.")
 flags.DEFINE_integer("seed", 0, "Seeds the input order and augmentation.")
 flags.DEFINE_bool("color_augmentation", True,
@@ -204,6 +208,7 @@ def build_config(source: sources.Source) -> config_lib.TrainConfig:
       checkpoint_every_secs=FLAGS.checkpoint_every_secs,
       eval_every_steps=_value("eval_every_steps", family),
       eval_examples=FLAGS.eval_examples,
+      monitor_test=FLAGS.monitor_test,
       keep_checkpoints=FLAGS.keep_checkpoints,
       precision=FLAGS.precision,
       xla=FLAGS.xla,

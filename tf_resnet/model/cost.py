@@ -67,7 +67,7 @@ class Profile:
 
 def record(module: tf.Module, kind: str, outputs: tf.Tensor,
            multiply_adds: int = 0) -> None:
-  """Reports a module's call to the profile being taken, if there is one.
+  """Reports a module's call to `module_calls` (and so to `profile`), if active.
 
   Cheap when no profile is being taken, so layers call it unconditionally. It
   runs in Python, so inside a `tf.function` it records at trace time only.
@@ -81,20 +81,51 @@ def record(module: tf.Module, kind: str, outputs: tf.Tensor,
   stack = getattr(_local, "stack", None)
   if not stack:
     return
-  stack[-1].append((module.name_scope.name, kind,
-                    tuple(outputs.shape[1:].as_list()), int(multiply_adds)))
+  stack[-1].append(Call(module, kind, outputs, int(multiply_adds)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+  """One layer call seen by `module_calls`.
+
+  Attributes:
+    module: the module called.
+    kind: what it is (`conv`, `batch_norm`, ...).
+    outputs: what it returned (symbolic while a `tf.function` is traced).
+    multiply_adds: multiply-adds for one example.
+  """
+
+  module: tf.Module
+  kind: str
+  outputs: tf.Tensor
+  multiply_adds: int
+
+  @property
+  def scope(self) -> str:
+    return self.module.name_scope.name
 
 
 @contextlib.contextmanager
-def _recording() -> Iterator[list]:
+def module_calls() -> Iterator[list[Call]]:
+  """Collects the layer calls made inside the block, in call order.
+
+  Inside a `tf.function` the calls are seen when it is traced, and their
+  `outputs` are that graph's tensors: a traced function can return them, or
+  values computed from them (see `responses.py`).
+  """
   if not hasattr(_local, "stack"):
     _local.stack = []
-  calls = []
+  calls: list[Call] = []
   _local.stack.append(calls)
   try:
     yield calls
   finally:
     _local.stack.pop()
+
+
+def relative_path(scope: str, root: str) -> str:
+  """A module's name scope relative to its network's, e.g. `stage_2/block_0/bn_1`."""
+  return (scope[len(root):] if scope.startswith(root) else scope).rstrip("/")
 
 
 def count_params(module: tf.Module) -> int:
@@ -115,14 +146,14 @@ def profile(network: tf.Module, input_shape: Sequence[int]) -> Profile:
   spec = tf.TensorSpec((1, *input_shape), tf.float32)
   forward = tf.function(lambda x: network(x, is_training=False),
                         autograph=False)
-  with _recording() as calls:
+  with module_calls() as calls:
     forward.get_concrete_function(spec)
   root = network.name_scope.name
   records = tuple(
-      Record(path=scope[len(root):].rstrip("/") if scope.startswith(root)
-             else scope.rstrip("/"),
-             kind=kind, output_shape=shape, multiply_adds=macs)
-      for scope, kind, shape, macs in calls)
+      Record(path=relative_path(call.scope, root), kind=call.kind,
+             output_shape=tuple(call.outputs.shape[1:].as_list()),
+             multiply_adds=call.multiply_adds)
+      for call in calls)
   return Profile(params=count_params(network),
                  multiply_adds=sum(r.multiply_adds for r in records),
                  records=records)

@@ -98,6 +98,10 @@ class TrainConfig:
     eval_every_steps: evaluate on the validation split every this many
       steps; None: only at the end.
     eval_examples: evaluate on at most this many examples (None: all).
+    monitor_test: when the validation split is a holdout, also evaluate the
+      test split at every evaluation and log it as `test` (learning curves
+      like the paper's Fig. 6); it never drives the schedule or the best
+      checkpoint.
     keep_checkpoints: how many recent checkpoints to keep.
     precision: `float32`, `mixed_float16` or `mixed_bfloat16`.
     xla: compile the step with XLA.
@@ -123,6 +127,7 @@ class TrainConfig:
   checkpoint_every_secs: float = 600.0
   eval_every_steps: Optional[int] = None
   eval_examples: Optional[int] = None
+  monitor_test: bool = False
   keep_checkpoints: int = 3
   precision: str = "float32"
   xla: bool = False

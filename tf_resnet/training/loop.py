@@ -324,10 +324,14 @@ def train(config: config_lib.TrainConfig,
       task_lib.decayed_variables(model), config.weight_decay))
   evaluator = evaluation.Evaluator(model, "center", task.compute_dtype)
   eval_split = "holdout" if source.has_split("holdout") else "test"
+  # Test-set learning curves (Fig. 6) beside the validation ones; logged only.
+  monitor_test = config.monitor_test and eval_split == "holdout"
   writers = {}
   if chief:
     writers = {name: tf.summary.create_file_writer(
-        os.path.join(config.model_dir, name)) for name in ("train", "eval")}
+        os.path.join(config.model_dir, name))
+               for name in ("train", "eval") + (("test",) if monitor_test
+                                                 else ())}
   metrics_path = os.path.join(config.model_dir, METRICS_FILE)
   best_directory = (os.path.join(config.model_dir, BEST_DIR) if chief else
                     tempfile.mkdtemp(prefix="tf_resnet_worker_best_"))
@@ -344,17 +348,23 @@ def train(config: config_lib.TrainConfig,
     _jsonl(metrics_path, {"kind": kind, "step": step, "time": time.time(),
                           **values})
 
-  def run_eval(step: int) -> evaluation.EvalResult:
+  def evaluate_split(step: int, split: str, kind: str) -> evaluation.EvalResult:
     ds = pipeline.eval_dataset(source, statistics, config.input,
-                               split=eval_split, mode="center",
+                               split=split, mode="center",
                                batch_size=min(256, max(batch, 32)))
     result = evaluator.evaluate(ds, max_examples=config.eval_examples)
-    log("eval", step, {"top1_error": result.top1_error,
-                       "top5_error": result.top5_error,
-                       "examples": float(result.examples)})
-    progress.message(f"step {step}: {eval_split} top-1 error "
+    log(kind, step, {"top1_error": result.top1_error,
+                     "top5_error": result.top5_error,
+                     "examples": float(result.examples)})
+    progress.message(f"step {step}: {split} top-1 error "
                      f"{result.top1_error:.4f}, top-5 {result.top5_error:.4f} "
                      f"({result.examples} examples)")
+    return result
+
+  def run_eval(step: int) -> evaluation.EvalResult:
+    result = evaluate_split(step, eval_split, "eval")
+    if monitor_test:
+      evaluate_split(step, "test", "test")
     return result
 
   def export(step: int, why: str) -> None:

@@ -76,6 +76,22 @@ class LoopTest(tf.test.TestCase):
     losses = [r["loss"] for r in _records(model_dir, "train")]
     self.assertTrue(np.all(np.isfinite(losses)))
 
+  def test_monitor_test_logs_both_splits_and_decides_on_validation(self):
+    model_dir = os.path.join(self.get_temp_dir(), "monitor")
+    config = _config(model_dir, 10, eval_every_steps=5, eval_examples=None,
+                     monitor_test=True,
+                     data=config_lib.DataConfig(dataset="digits", holdout=100,
+                                                stats_max_images=200))
+    result = loop.train(config, io.StringIO())
+    evals, tests = _records(model_dir, "eval"), _records(model_dir, "test")
+    self.assertEqual([r["step"] for r in evals], [5, 10])
+    self.assertEqual([r["step"] for r in tests], [5, 10])
+    # The holdout's 100 images; the test split's 360 (digits' 20%).
+    self.assertEqual({r["examples"] for r in evals}, {100})
+    self.assertEqual({r["examples"] for r in tests}, {360})
+    self.assertEqual(result.last_eval.top1_error, evals[-1]["top1_error"])
+    self.assertTrue(os.path.isdir(os.path.join(model_dir, "test")))
+
   def test_finished_run_is_not_retrained(self):
     model_dir = os.path.join(self.get_temp_dir(), "done")
     loop.train(_config(model_dir, 5), io.StringIO())

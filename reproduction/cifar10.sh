@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The CIFAR-10 degradation experiment of docs/reproduction.md: plain-20,
+# plain-56, ResNet-20 and ResNet-56 (and any other flagfile named on the
+# command line) trained with the paper's section 4.2 recipe on the 45k/5k
+# split under one compressed schedule: the same number of iterations for every
+# net, the learning rate divided by 10 at 50% and 75% of them.
+#
+#   reproduction/cifar10.sh CIFAR_DIR OUT_DIR [NET ...]
+#
+# CIFAR_DIR holds train/<class>/*.jpg and test/<class>/*.jpg (`folder:` data
+# set); OUT_DIR gets one run directory per net. STEPS (default 3200) sets the
+# budget, EVAL_EVERY (default 200) the spacing of the curves' points. The nets
+# train at the same time, one CPU thread each (THREADS), in the background;
+# rerunning the script resumes every unfinished run from its last checkpoint.
+set -euo pipefail
+
+if [[ $# -lt 2 ]]; then
+  echo "usage: $0 CIFAR_DIR OUT_DIR [NET ...]  (NET: plain20 resnet56 ...)" >&2
+  exit 2
+fi
+cifar_dir=$1
+out_dir=$2
+shift 2
+nets=("$@")
+if [[ ${#nets[@]} -eq 0 ]]; then
+  nets=(plain20 plain56 resnet20 resnet56)
+fi
+steps=${STEPS:-3200}
+eval_every=${EVAL_EVERY:-200}
+threads=${THREADS:-1}
+python=${PYTHON:-python}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+
+if [[ ! -d $cifar_dir/train || ! -d $cifar_dir/test ]]; then
+  echo "$0: $cifar_dir needs train/ and test/ class folders" >&2
+  exit 2
+fi
+mkdir -p "$out_dir"
+for net in "${nets[@]}"; do
+  flagfile=$repo/flags/${net}_cifar10.flags
+  if [[ ! -f $flagfile ]]; then
+    echo "$0: no flagfile $flagfile" >&2
+    exit 2
+  fi
+done
+
+for net in "${nets[@]}"; do
+  cmd=("$python" -m tf_resnet.train
+       --flagfile="$repo/flags/${net}_cifar10.flags"
+       --dataset="folder:$cifar_dir" --holdout=5000 --monitor_test
+       --train_steps="$steps"
+       --lr_boundaries="$((steps / 2)),$((steps * 3 / 4))"
+       --eval_every_steps="$eval_every"
+       --model_dir="$out_dir/$net")
+  echo "${cmd[*]}" | tee "$out_dir/$net.command"
+  (cd "$repo" && TF_NUM_INTRAOP_THREADS=$threads TF_NUM_INTEROP_THREADS=$threads \
+     setsid nohup "${cmd[@]}" >>"$out_dir/$net.log" 2>&1 &)
+done
+echo "Started ${#nets[@]} runs; follow them with: tail -f $out_dir/*.log"

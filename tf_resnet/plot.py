@@ -1,0 +1,157 @@
+r"""Redraws the paper's CIFAR-10 figures and tables from training runs.
+
+Examples:
+  python -m tf_resnet.plot --output_dir=docs/reproduction \
+      --run_dirs=runs/plain20,runs/plain56,runs/resnet20,runs/resnet56
+  python -m tf_resnet.plot --output_dir=/tmp/fig --norun_responses \
+      --run_dirs=docs/reproduction/runs/plain20,...
+
+Writes into --output_dir:
+  curves.png     Fig. 6: training error (dashed) and test error (bold)
+                 against iterations; plain nets left, ResNets right.
+  responses.png  Fig. 7: standard deviations of every 3x3 layer's response
+                 (after BN, before ReLU/addition) on test images, from each
+                 run's latest checkpoint (with --run_responses).
+  results.md     the tables: errors next to the paper's, the recipe used,
+                 the responses summarised.
+  results.json   the same numbers, machine-readable.
+
+The curves and errors come from each run's `metrics.jsonl` and `config.json`
+only, so copies of those two files are enough to redraw them. The responses
+need the run's checkpoint, statistics and data set (--dataset overrides where
+the data set is read from).
+"""
+
+import json
+import os
+import sys
+
+from tf_resnet import cli  # Sets TF's log level before TensorFlow loads.
+from absl import app  # pylint: disable=g-bad-import-order
+from absl import flags
+from absl import logging
+
+from tf_resnet.data import pipeline
+from tf_resnet.data import sources
+from tf_resnet.model import responses as responses_lib
+from tf_resnet.reporting import figures
+from tf_resnet.reporting import logs
+from tf_resnet.reporting import tables
+from tf_resnet.training import run_dir
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_list("run_dirs", None,
+                  "Training runs (model_dirs of tf_resnet.train), in the "
+                  "order of the tables and legends.")
+flags.DEFINE_string("output_dir", None,
+                    "Where the figures and tables are written.")
+flags.DEFINE_bool("run_responses", True,
+                  "Measure the Fig. 7 layer responses from each run's latest "
+                  "checkpoint on the test split (needs the data set).")
+flags.DEFINE_integer("responses_examples", 10_000,
+                     "Test images the responses are measured on.")
+flags.DEFINE_string("dataset", None,
+                    "Read the runs' data from here instead (e.g. "
+                    "folder:/data/cifar10).")
+flags.DEFINE_string("data_dir", None, "Override TFDS's data directory.")
+flags.DEFINE_float("y_max", None, "Top of Fig. 6's error axis, in %.")
+flags.mark_flags_as_required(["run_dirs", "output_dir"])
+flags.register_validator("responses_examples", lambda n: n > 0,
+                         "--responses_examples must be positive")
+
+
+def _source(run: run_dir.Run) -> sources.Source:
+  return sources.parse(FLAGS.dataset or run.data.dataset,
+                       data_dir=FLAGS.data_dir or run.data.data_dir,
+                       family=run.model.family, holdout=run.data.holdout,
+                       on_bad_file=run.data.on_bad_file)
+
+
+def _measure_responses(run_log: logs.RunLog):
+  run = run_dir.load(run_log.model_dir)
+  source = _source(run)
+  model, step, path = run_dir.restore(run)
+  print(f"{run_log.name}: measuring layer responses at step {step} ({path}) "
+        f"on {min(FLAGS.responses_examples, source.num_examples('test')):,} "
+        "test images", flush=True)
+  dataset = pipeline.eval_dataset(source, run.statistics, run.input,
+                                  split="test", mode="center",
+                                  batch_size=250)
+  batches = dataset.unbatch().take(FLAGS.responses_examples).batch(250)
+  return responses_lib.layer_response_stds(model, batches), source
+
+
+def _train_examples(run_log: logs.RunLog, source=None):
+  """The run's training-split size (for epochs), or None without its data."""
+  try:
+    source = source or _source(run_dir.load(run_log.model_dir))
+    return source.num_examples("train")
+  except (sources.DataError, run_dir.RunDirError, ValueError) as e:
+    print(f"{run_log.name}: epochs not shown, its data set is not readable: "
+          f"{e}", file=sys.stderr)
+    return None
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  try:
+    runs = [logs.read_run(d) for d in FLAGS.run_dirs]
+  except logs.RunLogError as e:
+    cli.fail(str(e))
+  for run in runs:
+    state = ("finished" if run.finished else
+             f"NOT FINISHED: {run.steps_done:,} of {run.planned_steps:,} "
+             "iterations")
+    print(f"{run.name}: {run.model_dir}, {state}", flush=True)
+
+  responses, train_examples = {}, {}
+  for run in runs:
+    source = None
+    if FLAGS.run_responses:
+      try:
+        responses[run.name], source = _measure_responses(run)
+      except (sources.DataError, run_dir.RunDirError, ValueError) as e:
+        cli.fail(f"{run.model_dir}: {e} (--norun_responses draws the rest "
+                 "from the logs alone)")
+    train_examples[run.model_dir] = _train_examples(run, source)
+
+  os.makedirs(FLAGS.output_dir, exist_ok=True)
+  written = []
+  try:
+    figure = figures.learning_curves(runs, y_max=FLAGS.y_max)
+  except ValueError as e:
+    cli.fail(str(e))
+  written.append(os.path.join(FLAGS.output_dir, "curves.png"))
+  figure.savefig(written[-1], dpi=120)
+  if responses:
+    written.append(os.path.join(FLAGS.output_dir, "responses.png"))
+    figures.layer_responses(responses).savefig(written[-1], dpi=120)
+
+  sections = ["### Test error\n", tables.results_table(runs, train_examples),
+              "\n### Recipe\n", tables.schedule_table(runs)]
+  if responses:
+    sections += ["\n### Layer responses (Fig. 7)\n",
+                 tables.responses_table(responses)]
+  text = "\n".join(sections) + "\n"
+  written.append(os.path.join(FLAGS.output_dir, "results.md"))
+  with open(written[-1], "w") as f:
+    f.write(text)
+  written.append(os.path.join(FLAGS.output_dir, "results.json"))
+  with open(written[-1], "w") as f:
+    json.dump(tables.results_json(runs, responses), f, indent=2)
+    f.write("\n")
+  print(text)
+  print("Wrote " + ", ".join(written))
+
+
+def run():
+  """Console-script entry point."""
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,197 @@
+"""Reading a training run's machine-readable log: the curves and the final numbers.
+
+`tf_resnet.train` writes `config.json` when it starts and appends one JSON
+line to `metrics.jsonl` per logging interval (`"kind": "train"`: the loss,
+training error, learning rate and speed of the steps since the last line) and
+per evaluation (`"eval"`: the validation split; `"test"`: the test split,
+with `--monitor_test`). Everything the figures and tables of
+docs/reproduction.md show is read from these two files, by this module.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Optional
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+class RunLogError(ValueError):
+  """A run directory lacks its log, or the log is not tf_resnet.train's."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Curve:
+  """A logged value against the iteration it was logged at."""
+
+  steps: tuple[int, ...] = ()
+  values: tuple[float, ...] = ()
+
+  def __bool__(self) -> bool:
+    return bool(self.steps)
+
+  @property
+  def last(self) -> Optional[float]:
+    return self.values[-1] if self.values else None
+
+  @property
+  def last_step(self) -> Optional[int]:
+    return self.steps[-1] if self.steps else None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLog:
+  """One training run as its log tells it.
+
+  Attributes:
+    model_dir: where the log was read from.
+    name: the paper's name for the network (`plain-20`, `ResNet-56`).
+    architecture: `resnet`, `plain` or `vgg19`.
+    depth: weighted layers.
+    config: the run's `config.json`, as written.
+    train_error: top-1 error on the (augmented) training mini-batches of each
+      logging interval.
+    loss: the training loss (cross-entropy plus the weight-decay penalty).
+    learning_rate: at the start of each logging interval.
+    validation_error: top-1 error on the validation split (the holdout, or the
+      test split when there is none) at each evaluation.
+    test_error: top-1 error on the test split at each evaluation, when the
+      run monitored it (or when the test split was its validation split).
+    train_seconds: time spent in training steps, from the logged speeds.
+    elapsed_seconds: from the start of the run to its last log line.
+    resumed: whether the log shows the run stopping and resuming.
+  """
+
+  model_dir: str
+  name: str
+  architecture: str
+  depth: int
+  config: dict
+  train_error: Curve
+  loss: Curve
+  learning_rate: Curve
+  validation_error: Curve
+  test_error: Curve
+  train_seconds: float
+  elapsed_seconds: float
+  resumed: bool
+
+  @property
+  def planned_steps(self) -> int:
+    return int(self.config["train_steps"])
+
+  @property
+  def batch_size(self) -> int:
+    return int(self.config["input"]["global_batch_size"])
+
+  @property
+  def steps_done(self) -> int:
+    return self.train_error.last_step or 0
+
+  @property
+  def finished(self) -> bool:
+    return self.steps_done >= self.planned_steps
+
+  @property
+  def holdout(self) -> int:
+    return int(self.config["data"].get("holdout", 0))
+
+
+def _network_name(model: dict) -> str:
+  if model["architecture"] == "plain":
+    return f"plain-{model['depth']}"
+  if model["architecture"] == "vgg19":
+    return "VGG-19"
+  return f"ResNet-{model['depth']}"
+
+
+def _curve(records: list[dict], key: str) -> Curve:
+  # A resumed run logs again the steps after its last checkpoint: the later
+  # line for a step is the one the surviving weights went through.
+  by_step = {}
+  for record in records:
+    if key in record:
+      by_step[int(record["step"])] = float(record[key])
+  steps = tuple(sorted(by_step))
+  return Curve(steps, tuple(by_step[s] for s in steps))
+
+
+def read_run(model_dir: str) -> RunLog:
+  """Reads a run directory's config and metrics log.
+
+  Raises:
+    RunLogError: naming the missing or unreadable file.
+  """
+  config_path = os.path.join(model_dir, CONFIG_FILE)
+  metrics_path = os.path.join(model_dir, METRICS_FILE)
+  for path in (config_path, metrics_path):
+    if not os.path.exists(path):
+      raise RunLogError(f"{path} does not exist: {model_dir} is not a "
+                        "tf_resnet.train run directory (or it has not logged "
+                        "yet)")
+  try:
+    with open(config_path) as f:
+      config = json.load(f)
+    model = config["model"]
+    int(config["train_steps"]), int(config["input"]["global_batch_size"])
+  except (json.JSONDecodeError, KeyError, TypeError) as e:
+    raise RunLogError(f"{config_path} is not a tf_resnet.train config: "
+                      f"{e!r}") from None
+  records = {"train": [], "eval": [], "test": []}
+  with open(metrics_path) as f:
+    for number, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        record = json.loads(line)
+        int(record["step"]), float(record["time"])
+      except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        # A run killed mid-write leaves a partial last line; anything else
+        # is not our log.
+        if line.endswith("\n"):
+          raise RunLogError(f"{metrics_path}:{number} is not a metrics "
+                            f"record: {line[:80]!r}") from None
+        continue
+      kind = record.get("kind")
+      if kind in records:
+        records[kind].append(record)
+  train = records["train"]
+  if not train:
+    raise RunLogError(f"{metrics_path} has no training record yet")
+
+  batch = int(config["input"]["global_batch_size"])
+  per_line = int(config.get("steps_per_loop", 100))
+  train_seconds, previous_step, resumed = 0.0, 0, False
+  for record in train:
+    step = int(record["step"])
+    if step <= previous_step:
+      # Restarted from a checkpoint before this step: the line covers at
+      # most one logging interval.
+      resumed = True
+      previous_step = max(step - per_line, 0)
+    rate = float(record.get("images_per_sec") or 0.0)
+    if rate > 0:
+      train_seconds += (step - previous_step) * batch / rate
+    previous_step = step
+  first = train[0]
+  # The first line comes after the first interval's steps: their time is
+  # known from that line's speed.
+  first_rate = float(first.get("images_per_sec") or 0.0)
+  start = float(first["time"]) - (int(first["step"]) * batch / first_rate
+                                  if first_rate > 0 else 0.0)
+  every_record = train + records["eval"] + records["test"]
+  end = max(float(r["time"]) for r in every_record)
+
+  validation = _curve(records["eval"], "top1_error")
+  test = _curve(records["test"], "top1_error")
+  if not test and not int(config["data"].get("holdout", 0)):
+    test = validation  # The test split was the validation split.
+  return RunLog(
+      model_dir=model_dir, name=_network_name(model),
+      architecture=model["architecture"], depth=int(model["depth"]),
+      config=config, train_error=_curve(train, "train_error"),
+      loss=_curve(train, "loss"), learning_rate=_curve(train, "learning_rate"),
+      validation_error=validation, test_error=test,
+      train_seconds=train_seconds, elapsed_seconds=end - start,
+      resumed=resumed)

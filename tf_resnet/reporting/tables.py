@@ -1,0 +1,142 @@
+"""Markdown and JSON summaries of runs, next to the paper's numbers.
+
+Every figure in these tables is read from the runs' logs (`logs.RunLog`) or
+measured by `tf_resnet.plot` (layer responses); the paper's come from
+`model/paper.py`. A run that did not reach its planned iterations is marked
+as such: its last numbers are shown for what they are, never extrapolated.
+"""
+
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from tf_resnet.model import paper
+from tf_resnet.model import responses as responses_lib
+from tf_resnet.reporting import logs
+
+
+def _percent(value: Optional[float]) -> str:
+  return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def _duration(seconds: float) -> str:
+  minutes = int(round(seconds / 60))
+  return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def papers_test_error(run: logs.RunLog) -> str:
+  """The paper's CIFAR-10 test error (%) for the run's network, as text."""
+  if run.architecture == "resnet" and run.depth in paper.CIFAR_TEST_ERROR:
+    return f"{paper.CIFAR_TEST_ERROR[run.depth]:.2f} (Table 6)"
+  if (run.architecture == "plain"
+      and run.depth in paper.CIFAR_PLAIN_TEST_ERROR_READ_OFF_FIG6):
+    low, high = paper.CIFAR_PLAIN_TEST_ERROR_READ_OFF_FIG6[run.depth]
+    return f"~{low:.0f}-{high:.0f} (read off Fig. 6)"
+  return "not published"
+
+
+def _mean_of_last(curve: logs.Curve, count: int) -> Optional[float]:
+  return float(np.mean(curve.values[-count:])) if curve else None
+
+
+def results_table(runs: Sequence[logs.RunLog],
+                  train_examples: Optional[Mapping[str, int]] = None) -> str:
+  """One markdown row per run: iterations, errors, the paper's, time.
+
+  Args:
+    runs: the runs, in the table's order.
+    train_examples: model_dir to the size of its training split, for the
+      epochs column (the log does not hold it).
+  """
+  lines = [
+      "| network | iterations | epochs | training error (%) | validation "
+      "error (%) | test error (%) | paper's test error (%) | time in steps "
+      "| elapsed |",
+      "|---|---|---|---|---|---|---|---|---|"]
+  for run in runs:
+    examples = (train_examples or {}).get(run.model_dir)
+    iterations = f"{run.steps_done:,}"
+    if not run.finished:
+      iterations += f" of {run.planned_steps:,} (**not finished**)"
+    epochs = (f"{run.steps_done * run.batch_size / examples:.1f}"
+              if examples else "n/a")
+    validation = (_percent(run.validation_error.last) if run.holdout
+                  else "(no holdout)")
+    lines.append(
+        f"| {run.name} | {iterations} | {epochs} "
+        f"| {_percent(_mean_of_last(run.train_error, 5))} "
+        f"| {validation} | {_percent(run.test_error.last)} "
+        f"| {papers_test_error(run)} | {_duration(run.train_seconds)} "
+        f"| {_duration(run.elapsed_seconds)} |")
+  return "\n".join(lines)
+
+
+def schedule_table(runs: Sequence[logs.RunLog]) -> str:
+  """The recipe the runs actually used, one row per setting that matters."""
+  keys = ("dataset", "holdout", "batch", "iterations", "learning rate",
+          "schedule", "momentum", "weight decay", "evaluations", "seed")
+  rows = {key: [] for key in keys}
+  for run in runs:
+    c, s = run.config, run.config["schedule"]
+    rows["dataset"].append(c["data"]["dataset"])
+    rows["holdout"].append(str(c["data"].get("holdout", 0)))
+    rows["batch"].append(str(run.batch_size))
+    rows["iterations"].append(f"{run.planned_steps:,}")
+    rows["learning rate"].append(f"{s['learning_rate']:g}")
+    if s["kind"] == "steps":
+      rows["schedule"].append(
+          f"x{s['factor']:g} at " + ", ".join(f"{b:,}" for b in
+                                               s["boundaries"]))
+    else:
+      rows["schedule"].append(s["kind"])
+    rows["momentum"].append(f"{c['momentum']:g}")
+    rows["weight decay"].append(f"{c['weight_decay']:g}")
+    rows["evaluations"].append(f"every {c.get('eval_every_steps')} "
+                               "iterations")
+    rows["seed"].append(str(c["input"]["seed"]))
+  lines = ["| setting | value |", "|---|---|"]
+  for key in keys:
+    values = rows[key]
+    if len(set(values)) == 1:  # The same for every run: say it once.
+      lines.append(f"| {key} | {values[0]} |")
+    else:
+      lines.append(f"| {key} | " + "; ".join(
+          f"{run.name}: {value}" for run, value in zip(runs, values)) + " |")
+  return "\n".join(lines)
+
+
+def responses_table(
+    responses: Mapping[str, Sequence[responses_lib.LayerResponse]]) -> str:
+  """Summary of Fig. 7: the layers' response std per network."""
+  lines = ["| network | 3x3 layers | images | mean std | median std | "
+           "min std | max std |",
+           "|---|---|---|---|---|---|---|"]
+  for name, layers in responses.items():
+    stds = np.array([r.std for r in layers])
+    lines.append(f"| {name} | {len(layers)} | {layers[0].examples:,} "
+                 f"| {stds.mean():.3f} | {np.median(stds):.3f} "
+                 f"| {stds.min():.3f} | {stds.max():.3f} |")
+  return "\n".join(lines)
+
+
+def results_json(runs: Sequence[logs.RunLog],
+                 responses: Optional[Mapping[
+                     str, Sequence[responses_lib.LayerResponse]]] = None
+                 ) -> dict:
+  """Everything in the tables, machine-readable."""
+  out = {"runs": [], "responses": {}}
+  for run in runs:
+    out["runs"].append({
+        "network": run.name, "model_dir": run.model_dir,
+        "steps_done": run.steps_done, "planned_steps": run.planned_steps,
+        "finished": run.finished,
+        "train_error_last_intervals": _mean_of_last(run.train_error, 5),
+        "validation_error": run.validation_error.last,
+        "test_error": run.test_error.last,
+        "test_error_step": run.test_error.last_step,
+        "train_seconds": run.train_seconds,
+        "elapsed_seconds": run.elapsed_seconds, "resumed": run.resumed})
+  for name, layers in (responses or {}).items():
+    out["responses"][name] = [{"index": r.index, "path": r.path, "std": r.std,
+                               "examples": r.examples} for r in layers]
+  return out
