@@ -29,23 +29,29 @@ class LayerResponse:
       `stage_1/block_0/bn_1`.
     std: the standard deviation of the batch normalization's output.
     examples: how many images it was measured on.
+    kernel_norm: the L2 norm of the convolution's kernel. Batch
+      normalization makes the response independent of it, but the step SGD
+      takes relative to the weights shrinks as it grows (He initialisation
+      gives about sqrt(2 * output channels)).
   """
 
   index: int
   path: str
   std: float
   examples: int
+  kernel_norm: float = float("nan")
 
 
-def _responses_of_3x3_layers(calls: list[cost.Call]) -> list[cost.Call]:
-  """The batch normalizations that follow a 3x3 convolution, in call order."""
+def _responses_of_3x3_layers(
+    calls: list[cost.Call]) -> list[tuple[tf.Module, cost.Call]]:
+  """(convolution, its batch normalization's call) of each 3x3 layer, in order."""
   selected, last_conv = [], None
   for call in calls:
     if call.kind == "conv":
       last_conv = call.module
     elif call.kind == "batch_norm":
       if last_conv is not None and getattr(last_conv, "kernel_size", 0) == 3:
-        selected.append(call)
+        selected.append((last_conv, call))
       last_conv = None
   return selected
 
@@ -71,12 +77,15 @@ def layer_response_stds(network: tf.Module,
   """
   root = network.name_scope.name
   paths: list[str] = []
+  kernels: list[tf.Variable] = []
 
   @tf.function(autograph=False, reduce_retracing=True)
   def moments(images):
     with cost.module_calls() as calls:
       network(images, is_training=False)
-    layers = _responses_of_3x3_layers(calls)
+    pairs = _responses_of_3x3_layers(calls)
+    layers = [call for _, call in pairs]
+    kernels[:] = [conv.kernel for conv, _ in pairs]
     paths[:] = [cost.relative_path(c.scope, root) for c in layers]
     # Count, sum and sum of squares per layer, in float64 so that a pass over
     # many batches loses nothing to rounding.
@@ -102,5 +111,6 @@ def layer_response_stds(network: tf.Module,
   mean = total / count
   std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
   return [LayerResponse(index=i + 1, path=path, std=float(s),
-                        examples=examples)
-          for i, (path, s) in enumerate(zip(paths, std))]
+                        examples=examples,
+                        kernel_norm=float(np.linalg.norm(kernel.numpy())))
+          for i, (path, s, kernel) in enumerate(zip(paths, std, kernels))]

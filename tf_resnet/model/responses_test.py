@@ -64,6 +64,11 @@ class LayerResponsesTest(tf.test.TestCase):
                   * bn.scale.numpy() + bn.offset.numpy())
     self.assertAllClose(found[0].std, normalized.std(), rtol=1e-4)
     self.assertEqual(found[0].examples, 6)
+    self.assertAllClose(found[0].kernel_norm, np.sqrt((kernel**2).sum()))
+    # He initialisation: |W|^2 ~ fan_out * 2 (= 32 for 16 channels).
+    last = network.stages[-1].blocks[-1].convs[-1].kernel.numpy()
+    self.assertAllClose(found[-1].kernel_norm, np.sqrt((last**2).sum()))
+    self.assertAllClose(found[-1].kernel_norm, np.sqrt(2 * 64), rtol=0.1)
 
   def test_batches_accumulate_to_the_whole_set(self):
     network = resnet.cifar_plain(8)

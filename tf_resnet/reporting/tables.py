@@ -109,13 +109,15 @@ def responses_table(
     responses: Mapping[str, Sequence[responses_lib.LayerResponse]]) -> str:
   """Summary of Fig. 7: the layers' response std per network."""
   lines = ["| network | 3x3 layers | images | mean std | median std | "
-           "min std | max std |",
-           "|---|---|---|---|---|---|---|"]
+           "min std | max std | kernel norm: first layer | median |",
+           "|---|---|---|---|---|---|---|---|---|"]
   for name, layers in responses.items():
     stds = np.array([r.std for r in layers])
+    norms = np.array([r.kernel_norm for r in layers])
     lines.append(f"| {name} | {len(layers)} | {layers[0].examples:,} "
                  f"| {stds.mean():.3f} | {np.median(stds):.3f} "
-                 f"| {stds.min():.3f} | {stds.max():.3f} |")
+                 f"| {stds.min():.3f} | {stds.max():.3f} "
+                 f"| {norms[0]:.1f} | {np.median(norms):.1f} |")
   return "\n".join(lines)
 
 
@@ -138,5 +140,6 @@ def results_json(runs: Sequence[logs.RunLog],
         "elapsed_seconds": run.elapsed_seconds, "resumed": run.resumed})
   for name, layers in (responses or {}).items():
     out["responses"][name] = [{"index": r.index, "path": r.path, "std": r.std,
+                               "kernel_norm": r.kernel_norm,
                                "examples": r.examples} for r in layers]
   return out

@@ -46,11 +46,13 @@ class TablesTest(absltest.TestCase):
     self.assertIn("| iterations | ResNet-56: 200; plain-20: 400 |", table)
 
   def test_responses_and_json(self):
-    measured = {"ResNet-56": [responses.LayerResponse(i + 1, "p", s, 500)
-                              for i, s in enumerate([1.0, 2.0, 4.0])]}
+    measured = {"ResNet-56": [responses.LayerResponse(i + 1, "p", s, 500, n)
+                              for i, (s, n) in enumerate([(1.0, 9.0),
+                                                          (2.0, 3.0),
+                                                          (4.0, 5.0)])]}
     table = tables.responses_table(measured)
-    self.assertIn("| ResNet-56 | 3 | 500 | 2.333 | 2.000 | 1.000 | 4.000 |",
-                  table)
+    self.assertIn("| ResNet-56 | 3 | 500 | 2.333 | 2.000 | 1.000 | 4.000 "
+                  "| 9.0 | 5.0 |", table)
     out = tables.results_json([self.done, self.unfinished], measured)
     self.assertEqual(out["runs"][0]["test_error"], 0.2468)
     self.assertFalse(out["runs"][1]["finished"])
