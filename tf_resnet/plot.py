@@ -142,7 +142,8 @@ def main(argv):
     f.write(text)
   written.append(os.path.join(FLAGS.output_dir, "results.json"))
   with open(written[-1], "w") as f:
-    json.dump(tables.results_json(runs, responses), f, indent=2)
+    json.dump(tables.results_json(runs, responses, train_examples), f,
+              indent=2)
     f.write("\n")
   print(text)
   print("Wrote " + ", ".join(written))

@@ -123,13 +123,14 @@ def responses_table(
 
 def results_json(runs: Sequence[logs.RunLog],
                  responses: Optional[Mapping[
-                     str, Sequence[responses_lib.LayerResponse]]] = None
-                 ) -> dict:
-  """Everything in the tables, machine-readable."""
+                     str, Sequence[responses_lib.LayerResponse]]] = None,
+                 train_examples: Optional[Mapping[str, int]] = None) -> dict:
+  """Everything in the tables, machine-readable (arguments as the tables')."""
   out = {"runs": [], "responses": {}}
   for run in runs:
     out["runs"].append({
         "network": run.name, "model_dir": run.model_dir,
+        "train_examples": (train_examples or {}).get(run.model_dir),
         "steps_done": run.steps_done, "planned_steps": run.planned_steps,
         "finished": run.finished,
         "train_error_last_intervals": _mean_of_last(run.train_error, 5),

@@ -53,8 +53,11 @@ class TablesTest(absltest.TestCase):
     table = tables.responses_table(measured)
     self.assertIn("| ResNet-56 | 3 | 500 | 2.333 | 2.000 | 1.000 | 4.000 "
                   "| 9.0 | 5.0 |", table)
-    out = tables.results_json([self.done, self.unfinished], measured)
+    out = tables.results_json([self.done, self.unfinished], measured,
+                              {self.done.model_dir: 10_000})
     self.assertEqual(out["runs"][0]["test_error"], 0.2468)
+    self.assertEqual([r["train_examples"] for r in out["runs"]],
+                     [10_000, None])
     self.assertFalse(out["runs"][1]["finished"])
     self.assertEqual([r["std"] for r in out["responses"]["ResNet-56"]],
                      [1.0, 2.0, 4.0])

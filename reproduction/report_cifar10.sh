@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Redraws docs/reproduction/'s figures and tables from the runs of
+# reproduction/cifar10.sh, and keeps each run's machine-readable log
+# (config.json, metrics.jsonl) and command beside them.
+#
+#   reproduction/report_cifar10.sh OUT_DIR [NET ...]
+#
+# Fig. 7's layer responses are measured from each run's latest checkpoint on
+# the test split of the data set the run was trained on.
+set -euo pipefail
+
+if [[ $# -lt 1 ]]; then
+  echo "usage: $0 OUT_DIR [NET ...]" >&2
+  exit 2
+fi
+out_dir=$1
+shift
+nets=("$@")
+if [[ ${#nets[@]} -eq 0 ]]; then
+  nets=(plain20 plain56 resnet20 resnet56)
+fi
+python=${PYTHON:-python}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+dest=$repo/docs/reproduction
+
+run_dirs=()
+for net in "${nets[@]}"; do
+  if [[ ! -f $out_dir/$net/metrics.jsonl ]]; then
+    echo "$0: $out_dir/$net has no metrics.jsonl (not started?)" >&2
+    exit 2
+  fi
+  mkdir -p "$dest/runs/$net"
+  cp "$out_dir/$net/config.json" "$out_dir/$net/metrics.jsonl" \
+     "$dest/runs/$net/"
+  if [[ -f $out_dir/$net.command ]]; then
+    cp "$out_dir/$net.command" "$dest/runs/$net/command"
+  fi
+  run_dirs+=("$out_dir/$net")
+done
+(IFS=,; cd "$repo" && "$python" -m tf_resnet.plot \
+   --run_dirs="${run_dirs[*]}" --output_dir="$dest")
