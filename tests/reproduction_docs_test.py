@@ -58,6 +58,10 @@ class ReproductionDocsTest(absltest.TestCase):
     for line in results.splitlines():
       if line.startswith("|"):
         self.assertIn(line, document)
+    readme = _read(os.path.join(_ROOT, "README.md"))
+    for line in results.split("### Recipe")[0].splitlines():
+      if line.startswith("|"):
+        self.assertIn(line, readme)  # The README's summary table too.
     for png in ("curves.png", "responses.png"):
       self.assertTrue(os.path.exists(os.path.join(_OUT, png)), png)
       self.assertIn(f"reproduction/{png}", document)
