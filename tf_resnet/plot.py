@@ -84,12 +84,18 @@ def _measure_responses(run_log: logs.RunLog):
 
 def _train_examples(run_log: logs.RunLog, source=None):
   """The run's training-split size (for epochs), or None without its data."""
+  data = run_log.config["data"]
+  spec = FLAGS.dataset or data["dataset"]
   try:
-    source = source or _source(run_dir.load(run_log.model_dir))
+    source = source or sources.parse(
+        spec, data_dir=FLAGS.data_dir or data.get("data_dir"),
+        family=run_log.config["model"]["family"],
+        holdout=int(data.get("holdout", 0)),
+        on_bad_file=data.get("on_bad_file", "skip"))
     return source.num_examples("train")
-  except (sources.DataError, run_dir.RunDirError, ValueError) as e:
-    print(f"{run_log.name}: epochs not shown, its data set is not readable: "
-          f"{e}", file=sys.stderr)
+  except (sources.DataError, ValueError) as e:
+    print(f"{run_log.name}: epochs not shown, {spec} is not readable here "
+          f"({e})", file=sys.stderr)
     return None
 
 
