@@ -22,6 +22,7 @@ need the run's checkpoint, statistics and data set (--dataset overrides where
 the data set is read from).
 """
 
+import functools
 import json
 import os
 import sys
@@ -61,16 +62,23 @@ flags.register_validator("responses_examples", lambda n: n > 0,
                          "--responses_examples must be positive")
 
 
-def _source(run: run_dir.Run) -> sources.Source:
-  return sources.parse(FLAGS.dataset or run.data.dataset,
-                       data_dir=FLAGS.data_dir or run.data.data_dir,
-                       family=run.model.family, holdout=run.data.holdout,
-                       on_bad_file=run.data.on_bad_file)
+# Runs of one experiment share their data set: list it once.
+_parse_source = functools.lru_cache(maxsize=None)(sources.parse)
+
+
+def _source(run_log: logs.RunLog) -> sources.Source:
+  """The run's data set (or --dataset's), as its config.json describes it."""
+  data = run_log.config["data"]
+  return _parse_source(FLAGS.dataset or data["dataset"],
+                       data_dir=FLAGS.data_dir or data.get("data_dir"),
+                       family=run_log.config["model"]["family"],
+                       holdout=int(data.get("holdout", 0)),
+                       on_bad_file=data.get("on_bad_file", "skip"))
 
 
 def _measure_responses(run_log: logs.RunLog):
   run = run_dir.load(run_log.model_dir)
-  source = _source(run)
+  source = _source(run_log)
   model, step, path = run_dir.restore(run)
   print(f"{run_log.name}: measuring layer responses at step {step} ({path}) "
         f"on {min(FLAGS.responses_examples, source.num_examples('test')):,} "
@@ -79,21 +87,15 @@ def _measure_responses(run_log: logs.RunLog):
                                   split="test", mode="center",
                                   batch_size=250)
   batches = dataset.unbatch().take(FLAGS.responses_examples).batch(250)
-  return responses_lib.layer_response_stds(model, batches), source
+  return responses_lib.layer_response_stds(model, batches)
 
 
-def _train_examples(run_log: logs.RunLog, source=None):
+def _train_examples(run_log: logs.RunLog):
   """The run's training-split size (for epochs), or None without its data."""
-  data = run_log.config["data"]
-  spec = FLAGS.dataset or data["dataset"]
   try:
-    source = source or sources.parse(
-        spec, data_dir=FLAGS.data_dir or data.get("data_dir"),
-        family=run_log.config["model"]["family"],
-        holdout=int(data.get("holdout", 0)),
-        on_bad_file=data.get("on_bad_file", "skip"))
-    return source.num_examples("train")
+    return _source(run_log).num_examples("train")
   except (sources.DataError, ValueError) as e:
+    spec = FLAGS.dataset or run_log.config["data"]["dataset"]
     print(f"{run_log.name}: epochs not shown, {spec} is not readable here "
           f"({e})", file=sys.stderr)
     return None
@@ -116,14 +118,13 @@ def main(argv):
 
   responses, train_examples = {}, {}
   for run in runs:
-    source = None
     if FLAGS.run_responses:
       try:
-        responses[run.name], source = _measure_responses(run)
+        responses[run.name] = _measure_responses(run)
       except (sources.DataError, run_dir.RunDirError, ValueError) as e:
         cli.fail(f"{run.model_dir}: {e} (--norun_responses draws the rest "
                  "from the logs alone)")
-    train_examples[run.model_dir] = _train_examples(run, source)
+    train_examples[run.model_dir] = _train_examples(run)
 
   os.makedirs(FLAGS.output_dir, exist_ok=True)
   written = []

@@ -328,10 +328,9 @@ def train(config: config_lib.TrainConfig,
   monitor_test = config.monitor_test and eval_split == "holdout"
   writers = {}
   if chief:
+    kinds = ("train", "eval", "test") if monitor_test else ("train", "eval")
     writers = {name: tf.summary.create_file_writer(
-        os.path.join(config.model_dir, name))
-               for name in ("train", "eval") + (("test",) if monitor_test
-                                                 else ())}
+        os.path.join(config.model_dir, name)) for name in kinds}
   metrics_path = os.path.join(config.model_dir, METRICS_FILE)
   best_directory = (os.path.join(config.model_dir, BEST_DIR) if chief else
                     tempfile.mkdtemp(prefix="tf_resnet_worker_best_"))
