@@ -1,4 +1,4 @@
-"""Bazel runs the same tests as pytest: every *_test.py has a py_test target."""
+"""Bazel runs the same tests as pytest: each *_test.py has a tf_py_test."""
 
 import ast
 import pathlib
@@ -31,10 +31,17 @@ class BuildFilesTest(absltest.TestCase):
     self.assertNotEmpty(tests)
     targets = set()
     for build in self._python_files("**/BUILD"):
-      for call in _build_calls(build, "py_test"):
-        targets.update(build.parent / src for src in call.get("srcs", []))
+      for call in _build_calls(build, "tf_py_test"):
+        srcs = call.get("srcs", [call["name"] + ".py"])
+        targets.update(build.parent / src for src in srcs)
     self.assertEqual(sorted(map(str, tests - targets)), [],
-                     "test files without a py_test target")
+                     "test files without a tf_py_test target")
+
+  def test_tests_are_declared_with_the_macro(self):
+    # tools/build_defs.bzl's tf_py_test holds the boilerplate once.
+    raw = [str(build) for build in self._python_files("**/BUILD")
+           if _build_calls(build, "py_test")]
+    self.assertEqual(raw, [], "BUILD files calling py_test directly")
 
   def test_every_library_file_is_in_a_py_library_or_binary(self):
     sources = {p for p in self._python_files("tf_resnet/**/*.py")

@@ -1,19 +1,13 @@
-"""The export binary as a user runs it: versions, the run's labels, clear refusals."""
+"""The export binary as a user runs it: versions, labels, clear refusals."""
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 
 from absl.testing import absltest
 
+from tf_resnet.testing import processes
 
-def _run(module: str, *args: str) -> subprocess.CompletedProcess:
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  return subprocess.run([sys.executable, "-m", module, *args],
-                        capture_output=True, text=True, env=env, timeout=600,
-                        check=False)
 
 
 class ExportMainTest(absltest.TestCase):
@@ -22,22 +16,23 @@ class ExportMainTest(absltest.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     cls.run_dir = tempfile.mkdtemp()
-    trained = _run("tf_resnet.train", "--dataset=digits", "--depth=8",
-                   "--batch_size=16", "--train_steps=4", "--steps_per_loop=2",
-                   f"--model_dir={cls.run_dir}", "--eval_examples=32")
+    trained = processes.run("tf_resnet.train", "--dataset=digits", "--depth=8",
+                            "--batch_size=16", "--train_steps=4",
+                            "--steps_per_loop=2", f"--model_dir={cls.run_dir}",
+                            "--eval_examples=32")
     assert trained.returncode == 0, trained.stderr[-3000:]
 
   def test_exports_new_versions_with_the_runs_labels(self):
     base = tempfile.mkdtemp()
     for version in (1, 2):
-      result = _run("tf_resnet.export", f"--model_dir={self.run_dir}",
-                    f"--export_dir={base}", "--top_k=3")
+      result = processes.run("tf_resnet.export", f"--model_dir={self.run_dir}",
+                             f"--export_dir={base}", "--top_k=3")
       self.assertEqual(result.returncode, 0, result.stderr[-3000:])
       self.assertIn(f"at step 4", result.stdout)
       self.assertTrue(result.stdout.strip().endswith(f"{base}/{version}"))
     self.assertEqual(sorted(os.listdir(base)), ["1", "2"])
-    again = _run("tf_resnet.export", f"--model_dir={self.run_dir}",
-                 f"--export_dir={base}", "--version=2")
+    again = processes.run("tf_resnet.export", f"--model_dir={self.run_dir}",
+                          f"--export_dir={base}", "--version=2")
     self.assertNotEqual(again.returncode, 0)
     self.assertIn("exists; choose another --version or pass --overwrite",
                   again.stderr)
@@ -55,14 +50,15 @@ class ExportMainTest(absltest.TestCase):
     config["model"]["depth"] = 14
     with open(os.path.join(run_dir, "config.json"), "w") as f:
       json.dump(config, f)
-    result = _run("tf_resnet.export", f"--model_dir={run_dir}",
-                  f"--export_dir={tempfile.mkdtemp()}")
+    result = processes.run("tf_resnet.export", f"--model_dir={run_dir}",
+                           f"--export_dir={tempfile.mkdtemp()}")
     self.assertNotEqual(result.returncode, 0)
     self.assertIn("does not hold a ResNet-14 (A)", result.stderr)
 
   def test_not_a_training_run(self):
-    result = _run("tf_resnet.export", f"--model_dir={tempfile.mkdtemp()}",
-                  f"--export_dir={tempfile.mkdtemp()}")
+    result = processes.run("tf_resnet.export",
+                           f"--model_dir={tempfile.mkdtemp()}",
+                           f"--export_dir={tempfile.mkdtemp()}")
     self.assertNotEqual(result.returncode, 0)
     self.assertIn("config.json does not exist", result.stderr)
 

@@ -5,7 +5,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,34 +13,15 @@ import time
 from absl.testing import absltest
 import numpy as np
 
+from tf_resnet.testing import processes
+
 # The worker program (under Bazel, resolving the runfiles symlink leads to
 # the source tree, where it sits beside this file).
 _WORKER = os.path.join(os.path.dirname(os.path.realpath(__file__)),
                        "multi_worker_main.py")
-_TIMEOUT_SECS = 240
 # After one worker fails, how long the other may take to notice and exit.
 _GRACE_SECS = 30
 _TRAIN_STEPS = 6  # multi_worker_main's default --train_steps, in steps of 3.
-
-
-def _free_ports(count: int) -> list[int]:
-  """Ports on 127.0.0.1 that nothing listens on (held together: distinct)."""
-  sockets = []
-  try:
-    for _ in range(count):
-      s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-      s.bind(("127.0.0.1", 0))
-      sockets.append(s)
-    return [s.getsockname()[1] for s in sockets]
-  finally:
-    for s in sockets:
-      s.close()
-
-
-def _stop(proc: subprocess.Popen) -> None:
-  if proc.poll() is None:
-    proc.kill()
-    proc.wait()
 
 
 class MultiWorkerTest(absltest.TestCase):
@@ -55,13 +35,14 @@ class MultiWorkerTest(absltest.TestCase):
   def _run_workers(self, model_dir: str, root: str,
                    *extra: str) -> tuple[list[str], int]:
     """Runs both workers to the end; returns their .npz files, chief pid."""
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    cluster = {
+        "worker": [f"127.0.0.1:{port}" for port in processes.free_ports(2)]
+    }
     workers, logs, outputs = [], [], []
     for index in range(2):
       tf_config = {"cluster": cluster,
                    "task": {"type": "worker", "index": index}}
-      env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-                 TF_CONFIG=json.dumps(tf_config))
+      env = processes.env(TF_CONFIG=json.dumps(tf_config))
       logs.append(os.path.join(root, f"worker{index}.log"))
       outputs.append(os.path.join(root, f"worker{index}.npz"))
       with open(logs[-1], "w") as log:
@@ -70,9 +51,9 @@ class MultiWorkerTest(absltest.TestCase):
              f"--output={outputs[-1]}", *extra],
             stdout=log, stderr=subprocess.STDOUT, env=env))
     for w in workers:
-      self.addCleanup(_stop, w)
+      self.addCleanup(processes.stop, w)
 
-    deadline = time.monotonic() + _TIMEOUT_SECS
+    deadline = time.monotonic() + processes.TIMEOUT_SECS
     while (any(w.poll() is None for w in workers)
            and time.monotonic() < deadline):
       if any(w.poll() not in (None, 0) for w in workers):
@@ -80,7 +61,7 @@ class MultiWorkerTest(absltest.TestCase):
         deadline = min(deadline, time.monotonic() + _GRACE_SECS)
       time.sleep(0.5)
     for w in workers:
-      _stop(w)
+      processes.stop(w)
     statuses = [w.returncode for w in workers]
     if statuses != [0, 0]:
       text = []
@@ -89,7 +70,7 @@ class MultiWorkerTest(absltest.TestCase):
           text.append(f"--- worker {index} (status {statuses[index]}):\n"
                       + f.read()[-20000:])
       self.fail(f"the workers exited with {statuses} (negative: killed "
-                f"after {_TIMEOUT_SECS} s or after the other failed)\n"
+                f"after {processes.TIMEOUT_SECS} s or after the other failed)\n"
                 + "\n".join(text))
     return outputs, workers[0].pid
 

@@ -16,6 +16,8 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
+from tf_resnet.testing import processes
+
 # The source tree (under Bazel, resolving the runfiles symlink leads there).
 _ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 _FLAGFILES = sorted(glob.glob(os.path.join(_ROOT, "flags", "*.flags")))
@@ -24,7 +26,6 @@ _FLAGFILES = sorted(glob.glob(os.path.join(_ROOT, "flags", "*.flags")))
 _TINY = ("--dataset=digits", "--depth=8", "--batch_size=32",
          "--steps_per_loop=5")
 _PROGRESS = re.compile(r"^step (\d+)/(\d+) loss \S+ train_error ", re.M)
-_TIMEOUT_SECS = 240
 
 # Parses each flagfile given on the command line with the binary's own flags
 # (and validators) and prints the values that define the run, one JSON line
@@ -45,28 +46,8 @@ for path in sys.argv[1:]:
 """
 
 
-def _env() -> dict[str, str]:
-  return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-
-
-def _command(module: str, *args: str) -> list[str]:
-  return [sys.executable, "-m", module, *args]
-
-
-def _run(module: str, *args: str) -> subprocess.CompletedProcess:
-  return subprocess.run(_command(module, *args), capture_output=True,
-                        text=True, env=_env(), timeout=_TIMEOUT_SECS,
-                        check=False)
-
-
 def _train(*args: str) -> subprocess.CompletedProcess:
-  return _run("tf_resnet.train", *args)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-  if proc.poll() is None:
-    proc.kill()
-    proc.wait()
+  return processes.run("tf_resnet.train", *args)
 
 
 def _progress_steps(stdout: str) -> list[int]:
@@ -104,17 +85,17 @@ class TrainMainTest(parameterized.TestCase):
     """Starts the binary with stdout piped; returns it and its stderr file."""
     stderr_path = os.path.join(self._tempdir(), "stderr")
     with open(stderr_path, "w") as stderr:
-      proc = subprocess.Popen(_command("tf_resnet.train", *args),
+      proc = subprocess.Popen(processes.command("tf_resnet.train", *args),
                               stdout=subprocess.PIPE, stderr=stderr,
-                              text=True, env=_env())
+                              text=True, env=processes.env())
     self.addCleanup(proc.stdout.close)
-    self.addCleanup(_stop, proc)
+    self.addCleanup(processes.stop, proc)
     return proc, stderr_path
 
   def _read_until_step(self, proc: subprocess.Popen, stderr_path: str,
                        min_step: int) -> list[str]:
     """Lines of stdout up to the first progress line at `min_step` or later."""
-    watchdog = threading.Timer(_TIMEOUT_SECS, proc.kill)
+    watchdog = threading.Timer(processes.TIMEOUT_SECS, proc.kill)
     watchdog.start()
     lines = []
     try:
@@ -173,8 +154,8 @@ class TrainMainTest(parameterized.TestCase):
     evals = _metrics(model_dir, "eval")
     self.assertEqual([r["step"] for r in evals], [60])
 
-    evaluation = _run("tf_resnet.evaluate", f"--model_dir={model_dir}",
-                      "--format=json")
+    evaluation = processes.run("tf_resnet.evaluate", f"--model_dir={model_dir}",
+                               "--format=json")
     self.assertEqual(evaluation.returncode, 0, evaluation.stderr)
     output = evaluation.stdout.strip().splitlines()
     self.assertLen(output, 1)
@@ -195,7 +176,7 @@ class TrainMainTest(parameterized.TestCase):
                                     f"--model_dir={model_dir}")
     lines = self._read_until_step(proc, stderr_path, 1)
     proc.send_signal(signal.SIGTERM)
-    rest, _ = proc.communicate(timeout=_TIMEOUT_SECS)
+    rest, _ = proc.communicate(timeout=processes.TIMEOUT_SECS)
     stdout = "".join(lines) + rest
     with open(stderr_path) as f:
       self.assertEqual(proc.returncode, 128 + signal.SIGTERM, f.read())
@@ -334,7 +315,10 @@ class TrainMainTest(parameterized.TestCase):
     self.assertNotEmpty(_FLAGFILES)
     result = subprocess.run(
         [sys.executable, "-c", _PARSE_FLAGFILES, *_FLAGFILES],
-        capture_output=True, text=True, env=_env(), timeout=_TIMEOUT_SECS,
+        capture_output=True,
+        text=True,
+        env=processes.env(),
+        timeout=processes.TIMEOUT_SECS,
         check=False)
     self.assertEqual(result.returncode, 0, result.stderr)
     parsed = [json.loads(line) for line in result.stdout.splitlines()]

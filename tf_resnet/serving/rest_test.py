@@ -14,36 +14,17 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
-from tf_resnet.exporting import serving_module
-from tf_resnet.exporting import writer
-from tf_resnet.model import resnet
 from tf_resnet.serving import grpc_server as server_lib
 from tf_resnet.serving import manager
 from tf_resnet.serving import protocol as client
 from tf_resnet.serving import rest
 from tf_resnet.serving import services
+from tf_resnet.testing import exports
+from tf_resnet.testing import images
 
-LABELS = [f"digit_{i}" for i in range(10)]
+LABELS = list(exports.DIGIT_LABELS)
 PREDICT_OUTPUTS = ["classes", "labels", "probabilities", "top_k_classes",
                    "top_k_scores"]
-
-
-def _export(base: str, seed: int) -> str:
-  tf.random.set_seed(seed)
-  net = resnet.cifar_resnet(8)
-  net(tf.random.normal([8, 32, 32, 3], stddev=50.0), is_training=True)
-  module = serving_module.for_run(net, "cifar", np.full([32, 32, 3], 100.0),
-                                  LABELS, top_k=3)
-  return writer.write(module, base)
-
-
-def _pixels(value: int) -> np.ndarray:
-  return np.random.RandomState(value).randint(0, 256, [32, 32, 3]).astype(
-      np.uint8)
-
-
-def _png(value: int) -> bytes:
-  return tf.io.encode_png(_pixels(value)).numpy()
 
 
 def _b64(data: bytes) -> dict[str, str]:
@@ -56,8 +37,8 @@ class RestTest(tf.test.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     base = tempfile.mkdtemp()
-    _export(base, seed=1)
-    _export(base, seed=2)
+    exports.tiny_export(base, seed=1)
+    exports.tiny_export(base, seed=2)
     config = model_server_config_pb2.ModelServerConfig()
     model = config.model_config_list.config.add()
     model.name = "digits"
@@ -70,7 +51,7 @@ class RestTest(tf.test.TestCase):
                                    poll_seconds=0, log_requests=False)
     cls.channel = grpc.insecure_channel(f"127.0.0.1:{cls.server.port}")
     cls.stub = prediction_service_pb2_grpc.PredictionServiceStub(cls.channel)
-    cls.images = [_png(i) for i in range(3)]
+    cls.images = [images.png(i) for i in range(3)]
 
   @classmethod
   def tearDownClass(cls):
@@ -142,7 +123,7 @@ class RestTest(tf.test.TestCase):
     self.assertEqual(named, answer)
 
   def test_predict_numeric_instances_match_grpc(self):
-    pixels = np.stack([_pixels(i) for i in range(2)])
+    pixels = np.stack([images.random_pixels(i) for i in range(2)])
     answer = self._ok("/v1/models/digits:predict", {
         "signature_name": "predict_images", "instances": pixels.tolist()})
     self.assertPredictionsEqual(

@@ -7,31 +7,20 @@ import threading
 
 from google.protobuf import text_format
 import grpc
-import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from tf_resnet.exporting import serving_module
-from tf_resnet.exporting import writer
-from tf_resnet.model import resnet
 from tf_resnet.serving import grpc_server
 from tf_resnet.serving import manager
 from tf_resnet.serving import options
 from tf_resnet.serving import protocol
+from tf_resnet.testing import exports
+from tf_resnet.testing import images
 
 
-def _export() -> str:
-  base = tempfile.mkdtemp()
-  net = resnet.cifar_resnet(8)
-  module = serving_module.for_run(net, "cifar", np.zeros([32, 32, 3]),
-                                  [str(i) for i in range(10)], top_k=2)
-  writer.write(module, base)
-  return base
-
-
-def _png(i: int) -> bytes:
-  pixels = np.random.RandomState(i).randint(0, 256, [32, 32, 3])
-  return tf.io.encode_png(pixels.astype(np.uint8)).numpy()
+def _base() -> str:
+  """A model base path holding one tiny export."""
+  return os.path.dirname(exports.tiny_export(top_k=2))
 
 
 def _openssl(*args: str, cwd: str) -> None:
@@ -71,11 +60,11 @@ class TlsTest(tf.test.TestCase):
         server_cert=certs["server.pem"].decode(),
         custom_ca=certs["ca.pem"].decode(), client_verify=True))
     config = options.parse_ssl(text)
-    srv = grpc_server.Server(manager.single_model_config("m", _export()),
+    srv = grpc_server.Server(manager.single_model_config("m", _base()),
                              port=0, poll_seconds=0, log_requests=False,
                              ssl_config=config)
     self.addCleanup(srv.stop, 1)
-    request = protocol.classify_request([_png(0)], "m", "serving_default")
+    request = protocol.classify_request([images.png(0)], "m", "serving_default")
     address = f"localhost:{srv.port}"
     with_cert = grpc.ssl_channel_credentials(
         root_certificates=certs["ca.pem"], private_key=certs["client.key"],
@@ -101,17 +90,17 @@ class BatchedServerTest(tf.test.TestCase):
   def test_concurrent_classify_requests_are_merged(self):
     params = options.BatchingParameters(max_batch_size=8,
                                         batch_timeout_micros=300_000)
-    srv = grpc_server.Server(manager.single_model_config("m", _export()),
+    srv = grpc_server.Server(manager.single_model_config("m", _base()),
                              port=0, poll_seconds=0, log_requests=False,
                              batching=params)
     self.addCleanup(srv.stop, 1)
     channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
     self.addCleanup(channel.close)
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-    images = [_png(i) for i in range(6)]
+    pngs = [images.png(i) for i in range(6)]
     single = [stub.Classify(protocol.classify_request([x], "m",
                                                       "serving_default"),
-                            timeout=30) for x in images[:1]]
+                            timeout=30) for x in pngs[:1]]
     servable = srv.models.model("m").resolve()
     batcher = servable.batcher("serving_default")
     before = (batcher.batches_run, batcher.tasks_run)
@@ -119,7 +108,7 @@ class BatchedServerTest(tf.test.TestCase):
 
     def call(i):
       responses[i] = stub.Classify(
-          protocol.classify_request([images[i]], "m", "serving_default"),
+          protocol.classify_request([pngs[i]], "m", "serving_default"),
           timeout=30)
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
@@ -133,7 +122,7 @@ class BatchedServerTest(tf.test.TestCase):
     self.assertEqual(
         [c.label for c in responses[0].result.classifications[0].classes],
         [c.label for c in single[0].result.classifications[0].classes])
-    too_big = protocol.classify_request(images * 2, "m", "serving_default")
+    too_big = protocol.classify_request(pngs * 2, "m", "serving_default")
     with self.assertRaises(grpc.RpcError) as ctx:
       stub.Classify(too_big, timeout=30)
     self.assertEqual(ctx.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)

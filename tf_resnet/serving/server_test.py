@@ -1,4 +1,4 @@
-"""A real server on 127.0.0.1 against the standard tensorflow-serving-api stubs."""
+"""A real server on 127.0.0.1, called through tensorflow-serving-api stubs."""
 
 import os
 import shutil
@@ -21,30 +21,15 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
 
-from tf_resnet.exporting import serving_module
-from tf_resnet.exporting import writer
-from tf_resnet.model import resnet
 from tf_resnet.serving import grpc_server as server_lib
 from tf_resnet.serving import manager
 from tf_resnet.serving import protocol as client
+from tf_resnet.testing import exports
+from tf_resnet.testing import images
 
-LABELS = [f"digit_{i}" for i in range(10)]
+LABELS = list(exports.DIGIT_LABELS)
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 END = get_model_status_pb2.ModelVersionStatus.END
-
-
-def _export(base: str, seed: int) -> str:
-  tf.random.set_seed(seed)
-  net = resnet.cifar_resnet(8)
-  net(tf.random.normal([8, 32, 32, 3], stddev=50.0), is_training=True)
-  module = serving_module.for_run(net, "cifar", np.full([32, 32, 3], 100.0),
-                                  LABELS, top_k=3)
-  return writer.write(module, base)
-
-
-def _png(value: int) -> bytes:
-  pixels = np.random.RandomState(value).randint(0, 256, [32, 32, 3])
-  return tf.io.encode_png(pixels.astype(np.uint8)).numpy()
 
 
 class ServerTest(tf.test.TestCase):
@@ -53,14 +38,14 @@ class ServerTest(tf.test.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     cls.base = tempfile.mkdtemp()
-    cls.v1 = _export(cls.base, seed=1)
+    cls.v1 = exports.tiny_export(cls.base, seed=1)
     cls.server = server_lib.Server(
         manager.single_model_config("digits", cls.base), port=0,
         poll_seconds=0.2, log_requests=False)
     cls.channel = grpc.insecure_channel(f"127.0.0.1:{cls.server.port}")
     cls.stub = prediction_service_pb2_grpc.PredictionServiceStub(cls.channel)
     cls.models = model_service_pb2_grpc.ModelServiceStub(cls.channel)
-    cls.images = [_png(i) for i in range(3)]
+    cls.images = [images.png(i) for i in range(3)]
 
   @classmethod
   def tearDownClass(cls):
@@ -269,7 +254,7 @@ class VersionSwapTest(tf.test.TestCase):
 
   def test_new_version_under_load_and_a_broken_one(self):
     base = tempfile.mkdtemp()
-    _export(base, seed=1)
+    exports.tiny_export(base, seed=1)
     srv = server_lib.Server(manager.single_model_config("m", base), port=0,
                             poll_seconds=0.1, log_requests=False)
     self.addCleanup(srv.stop, 1)
@@ -277,7 +262,7 @@ class VersionSwapTest(tf.test.TestCase):
     self.addCleanup(channel.close)
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     status = model_service_pb2_grpc.ModelServiceStub(channel)
-    request = client.classify_request([_png(5)], "m", "serving_default")
+    request = client.classify_request([images.png(5)], "m", "serving_default")
     failures, versions, stop = [], [], threading.Event()
 
     def load():
@@ -292,7 +277,7 @@ class VersionSwapTest(tf.test.TestCase):
     for t in threads:
       t.start()
     time.sleep(1.0)
-    _export(base, seed=2)  # Written atomically while requests run.
+    exports.tiny_export(base, seed=2)  # Written atomically while requests run.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not versions or versions[-1] != 2):
       time.sleep(0.1)
@@ -331,8 +316,8 @@ class VersionSwapTest(tf.test.TestCase):
 
   def test_reload_config_with_labels_and_policies(self):
     base = tempfile.mkdtemp()
-    _export(base, seed=1)
-    _export(base, seed=2)
+    exports.tiny_export(base, seed=1)
+    exports.tiny_export(base, seed=2)
     srv = server_lib.Server(manager.single_model_config("m", base), port=0,
                             poll_seconds=0, log_requests=False)
     self.addCleanup(srv.stop, 1)
@@ -340,7 +325,7 @@ class VersionSwapTest(tf.test.TestCase):
     self.addCleanup(channel.close)
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     models = model_service_pb2_grpc.ModelServiceStub(channel)
-    request = client.classify_request([_png(1)], "m", "serving_default")
+    request = client.classify_request([images.png(1)], "m", "serving_default")
     self.assertEqual(stub.Classify(request, timeout=60).model_spec
                      .version.value, 2)
     reload = model_management_pb2.ReloadConfigRequest()

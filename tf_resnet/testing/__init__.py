@@ -1,0 +1,1 @@
+"""Test-only helpers shared by the test files (images, tiny exports, subprocesses)."""
