@@ -29,6 +29,11 @@ setuptools.setup(
         "tensorboard>=2.20",
         "grpcio>=1.60",
         "grpcio-health-checking>=1.60",  # grpc.health.v1 for the server.
+        # The REST port's HTTP/1.1 server (header and body deadlines, strict
+        # chunked decoding, no thread per connection); see the README.
+        "tornado>=6.4",
+        # The server's Prometheus metrics (--monitoring_config_file).
+        "prometheus-client>=0.20",
         # Only for the embedded `digits` data set (real images in its wheel).
         "scikit-learn>=1.3",
         # Only for tf_resnet.plot (the paper's figures redrawn).

@@ -18,6 +18,7 @@ import grpc
 import numpy as np
 
 from tf_resnet.serving import manager as manager_lib
+from tf_resnet.serving import metrics
 from tf_resnet.serving import options
 
 Arrays = dict[str, np.ndarray]
@@ -75,6 +76,7 @@ class Batcher:
             "The batch scheduling queue to which this task was submitted is "
             "full")
       self._queue.append(task)
+      metrics.set_batch_queue_size(self.name, len(self._queue))
       self._cond.notify()
     task.done.wait()
     if task.error is not None:
@@ -108,10 +110,12 @@ class Batcher:
       batch = self._take_batch()
       if not batch:
         return
+      metrics.set_batch_queue_size(self.name, len(self._queue))
       try:
         merged = {k: np.concatenate([t.inputs[k] for t in batch])
                   for k in batch[0].inputs}
         outputs = self._run(merged)
+        metrics.observe_batch(self.name, sum(t.size for t in batch))
         self.batches_run += 1
         self.tasks_run += len(batch)
         start = 0

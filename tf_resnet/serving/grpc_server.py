@@ -9,9 +9,11 @@ from grpc_health.v1 import health_pb2
 from grpc_health.v1 import health_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
+from tf_resnet.serving import http_server
+from tf_resnet.serving import interceptors
 from tf_resnet.serving import manager as manager_lib
+from tf_resnet.serving import metrics
 from tf_resnet.serving import options
-from tf_resnet.serving import rest
 from tf_resnet.serving import services
 
 
@@ -25,7 +27,9 @@ class Server:
                log_requests: bool = True,
                batching: Optional[options.BatchingParameters] = None,
                ssl_config=None,
-               rest_port: Optional[int] = None):
+               rest_port: Optional[int] = None,
+               rest_options: Optional[http_server.RestOptions] = None,
+               max_concurrent_rpcs: Optional[int] = None):
     """Loads the models and starts serving.
 
     Args:
@@ -33,7 +37,7 @@ class Server:
       port: gRPC port; 0 picks a free one (see `self.port`).
       bind_address: the address to listen on.
       poll_seconds: seconds between looks for new versions (0: never).
-      workers: request threads.
+      workers: gRPC request threads.
       max_message_bytes: gRPC message limit, both directions.
       log_requests: one log line per request.
       batching: merge concurrent requests per signature (None: off).
@@ -41,6 +45,12 @@ class Server:
       rest_port: port of TF Serving's REST API, on `bind_address` and
         without TLS as in TF Serving; 0 picks a free one (see
         `self.rest_port`); None: off.
+      rest_options: the REST port's threads, limits, timeouts and metrics
+        path (`http_server.RestOptions`; its max_body_bytes defaults to
+        `max_message_bytes`).
+      max_concurrent_rpcs: gRPC calls in flight (running or waiting for a
+        thread); more get RESOURCE_EXHAUSTED, as TF Serving's
+        `--grpc_max_threads`. None: as many as `workers`.
 
     Raises:
       RuntimeError: if a port cannot be bound.
@@ -50,7 +60,8 @@ class Server:
                ("grpc.max_send_message_length", max_message_bytes)]
     self._grpc = grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=workers),
-        options=options)
+        options=options, interceptors=[interceptors.RequestInterceptor()],
+        maximum_concurrent_rpcs=max_concurrent_rpcs or workers)
     services.add_to_server(self._grpc, self.models, log_requests)
     self.health = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
@@ -68,9 +79,12 @@ class Server:
                                              credentials)
     if not self.port:
       raise RuntimeError(f"cannot listen on {address}:{port}")
-    self._rest = None if rest_port is None else rest.RestServer(
+    rest_options = rest_options or http_server.RestOptions(
+        max_body_bytes=max_message_bytes, log_requests=log_requests)
+    self._rest = None if rest_port is None else http_server.RestServer(
         self.models, port=rest_port, bind_address=bind_address,
-        log_requests=log_requests, max_body_bytes=max_message_bytes)
+        options=rest_options)
+    metrics.watch_models(self.models)
     self.rest_port = None if self._rest is None else self._rest.port
     self._grpc.start()
     self.models.start()
@@ -89,6 +103,7 @@ class Server:
       self._rest.stop(grace)
     self._grpc.stop(grace).wait()
     self.models.stop()
+    metrics.unwatch_models(self.models)
 
   def wait(self) -> None:
     self._grpc.wait_for_termination()

@@ -22,6 +22,7 @@ from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-direct
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from tf_resnet.serving import metrics
 from tf_resnet.serving import options
 
 State = get_model_status_pb2.ModelVersionStatus.State
@@ -163,6 +164,7 @@ class ServedModel:
     except Exception as e:  # pylint: disable=broad-except
       _LOG.error("model %s version %d failed to load: %s", self.name, version,
                  e)
+      metrics.model_loaded(self.name, ok=False)
       self.status[version] = VersionStatus(
           State.END, grpc.StatusCode.UNKNOWN.value[0],
           f"Failed to load version {version} of model {self.name}: "
@@ -171,6 +173,7 @@ class ServedModel:
     with self._lock:
       self._servables[version] = servable
     self.status[version] = VersionStatus(State.AVAILABLE)
+    metrics.model_loaded(self.name, ok=True)
     _LOG.info("model %s version %d is available", self.name, version)
 
   def _unload(self, version: int) -> None:
@@ -180,6 +183,7 @@ class ServedModel:
     if servable is not None:
       servable.close()
     self.status[version] = VersionStatus(State.END)
+    metrics.model_unloaded(self.name)
     _LOG.info("model %s version %d unloaded", self.name, version)
 
   def resolve(self, version: Optional[int] = None,

@@ -25,6 +25,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
 from tensorflow_serving.apis import model_management_pb2
 
+from tf_resnet.serving import deadline
 from tf_resnet.serving import manager as manager_lib
 
 ServingError = manager_lib.ServingError
@@ -80,6 +81,7 @@ def _typed_tensor_proto(value: np.ndarray):
 def _run(servable, signature: str, inputs: dict[str, np.ndarray]
          ) -> dict[str, np.ndarray]:
   """Runs a signature (through its batcher when batching is on)."""
+  deadline.check()  # A request whose deadline passed is not run.
   try:
     if servable.batching is not None:
       return servable.batcher(signature).run(inputs)

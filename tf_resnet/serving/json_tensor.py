@@ -1,0 +1,990 @@
+"""TF Serving's JSON tensor codec (tensorflow_serving/util/json_tensor.cc).
+
+Request bodies to TensorProtos and tf.Examples, and Predict outputs,
+classifications and regressions back to JSON, with TF Serving's formats and
+error wording:
+
+  - Predict: `instances` (row format: instance i is slice i of every input)
+    or `inputs` (columnar); binary values as `{"b64": "..."}`.
+  - Classify and Regress: `examples` (+ `context`) as tf.Examples, a feature's
+    kind taken from its JSON values.
+
+Parsing bounds memory under hostile input. `json.loads` builds one Python
+object per JSON value (24-64 bytes for a 2-byte `0,`), so a 32 MiB document
+of numbers became gigabytes. Here a dense, purely numeric nested array (an
+image as `[[[0, 1, ...]]]`) is never built as Python objects: its text is
+checked against the rectangular skeleton its shape implies and converted by
+numpy straight into the input's dtype (`NumericArray`). Everything else is
+parsed value by value and counted, and a document with more than
+`max_values` such values is refused (INVALID_ARGUMENT) before it can grow.
+"""
+
+import base64
+import binascii
+import json
+import json.decoder
+import json.scanner
+import math
+import re
+from typing import Any, Optional
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2  # pylint: disable=g-direct-tensorflow-import
+from tensorflow.core.framework import types_pb2  # pylint: disable=g-direct-tensorflow-import
+
+from tf_resnet.serving import manager as manager_lib
+
+ServingError = manager_lib.ServingError
+_INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+# Values parsed as Python objects (outside dense numeric arrays) per request:
+# at most ~100 bytes each, so about 100 MB. TF Serving's rapidjson DOM has no
+# such limit but costs 16 bytes a value, not 30-60.
+DEFAULT_MAX_VALUES = 1_000_000
+# TF Serving's kMaxJsonDebugStringBytes: JSON quoted in error messages.
+_MAX_DEBUG_BYTES = 256
+_INT64_MIN, _INT64_MAX, _UINT64_MAX = -2**63, 2**63 - 1, 2**64 - 1
+
+# Integer dtypes: the JSON integers each accepts (rapidjson's IsInt,
+# IsInt64, IsUint, IsUint64, as TF Serving checks them).
+_INT_RANGES = {
+    types_pb2.DT_INT32: (-2**31, 2**31 - 1),
+    types_pb2.DT_INT16: (-2**31, 2**31 - 1),
+    types_pb2.DT_INT8: (-2**31, 2**31 - 1),
+    types_pb2.DT_UINT8: (-2**31, 2**31 - 1),
+    types_pb2.DT_INT64: (_INT64_MIN, _INT64_MAX),
+    types_pb2.DT_UINT32: (0, 2**32 - 1),
+    types_pb2.DT_UINT64: (0, _UINT64_MAX),
+}
+_VALUE_FIELDS = {
+    types_pb2.DT_FLOAT: "float_val",
+    types_pb2.DT_DOUBLE: "double_val",
+    types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_INT16: "int_val",
+    types_pb2.DT_INT8: "int_val",
+    types_pb2.DT_UINT8: "int_val",
+    types_pb2.DT_STRING: "string_val",
+    types_pb2.DT_INT64: "int64_val",
+    types_pb2.DT_BOOL: "bool_val",
+    types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val",
+}
+# Dtypes a dense numeric array converts to directly: the numpy type and the
+# values the slow path would store unchanged (else it takes the slow path,
+# which gives TF Serving's answer for odd values).
+_NUMPY_TYPES = {
+    types_pb2.DT_FLOAT: np.float32,
+    types_pb2.DT_DOUBLE: np.float64,
+    types_pb2.DT_INT32: np.int32,
+    types_pb2.DT_INT16: np.int16,
+    types_pb2.DT_INT8: np.int8,
+    types_pb2.DT_UINT8: np.uint8,
+    types_pb2.DT_INT64: np.int64,
+    types_pb2.DT_UINT32: np.uint32,
+    types_pb2.DT_UINT64: np.uint64,
+}
+# Output dtypes TF Serving writes as JSON.
+_WRITABLE = set(_VALUE_FIELDS) | {types_pb2.DT_HALF}
+_FEATURE_KINDS = {"bytes_list": "bytes", "float_list": "float",
+                  "int64_list": "int64"}
+
+
+# Parsing.
+
+
+class NumericArray:
+  """A dense nested array of JSON numbers, kept as text until its dtype is known.
+
+  Attributes:
+    shape: the array's dimensions.
+  """
+
+  __slots__ = ("_text", "_start", "_end", "shape", "_integral")
+
+  def __init__(self, text: str, start: int, end: int, shape: list[int],
+               integral: bool):
+    self._text, self._start, self._end = text, start, end
+    self.shape = shape
+    self._integral = integral  # No `.`, `e` or `E`: every token an integer.
+
+  def __len__(self) -> int:
+    return self.shape[0]
+
+  def source(self) -> str:
+    return self._text[self._start:self._end]
+
+  def to_python(self, parser: "_Parser") -> list:
+    """The nested lists `json.loads` would give (the general path)."""
+    return parser.parse(self._text, self._start)[0]
+
+  def tokens(self):
+    """`[`, `]` and the numbers of the source, in order (for messages)."""
+    for match in _TOKEN.finditer(self._text, self._start, self._end):
+      yield match.group()
+
+  def to_numpy(self, dtype: int) -> Optional[np.ndarray]:
+    """The values in `dtype`, or None when the general path must decide."""
+    numpy_type = _NUMPY_TYPES.get(dtype)
+    if numpy_type is None:
+      return None
+    integer = dtype not in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE)
+    text = self.source()
+    if integer:
+      # Large integers (19+ digits) and non-integers: the general path
+      # answers exactly as TF Serving (type errors, uint64 range).
+      if not self._integral or _LONG_DIGITS.search(text):
+        return None
+    try:
+      flat = np.fromstring(text.translate(_SEPARATORS_TO_SPACE),
+                           dtype=np.int64 if integer else np.float64, sep=" ")
+    except ValueError:
+      return None
+    del text
+    if flat.size != math.prod(self.shape):
+      return None
+    if integer:
+      info = np.iinfo(numpy_type)
+      if flat.size and (flat.min() < info.min or flat.max() > info.max):
+        return None
+    elif flat.size and not np.isfinite(flat).all():
+      return None  # 1e400: TF Serving's parser refuses it ("too big").
+    return flat.astype(numpy_type, copy=False).reshape(self.shape)
+
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+# Characters of a JSON array of numbers: brackets, commas, whitespace and
+# the characters of numbers.
+_NUMERIC_RUN = re.compile(r"[\[\],0-9.eE+\- \t\n\r]*")
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_TOKEN = re.compile(r"[\[\]]|" + _NUMBER.pattern)
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+# Numbers that may not fit a double: parsed at once by the general path,
+# which refuses them as TF Serving's parser does.
+_HUGE_NUMBER = re.compile(r"[0-9]{300}|[eE][+-]?[0-9]{3}")
+_NOT_INTEGRAL = re.compile(r"[.eE]")
+_DROP_WHITESPACE = str.maketrans("", "", " \t\n\r")
+_SEPARATORS_TO_SPACE = str.maketrans("[],", "   ")
+_MAX_FAST_RANK = 32
+
+
+def _skeleton(shape: list[int]) -> str:
+  """The text of a dense array of `shape` with every number written `0`."""
+  text = "0"
+  for size in reversed(shape):
+    text = "[" + ",".join([text] * size) + "]"
+  return text
+
+
+def _dense_numeric_array(text: str, start: int) -> Optional[NumericArray]:
+  """The numeric array at `text[start]` (an object member's value), if dense.
+
+  Only a member's value is tried: what follows it is whitespace, then `,` or
+  `}`, so the run of numeric characters from `start` ends within a few
+  characters of the value's end and every character is looked at once.
+  """
+  run_end = _NUMERIC_RUN.match(text, start).end()
+  end = run_end
+  while end > start and text[end - 1] in " \t\n\r,":
+    end -= 1
+  if end - start < 2 or text[end - 1] != "]":
+    return None
+  source = text[start:end]
+  if source.count("[") != source.count("]") or _HUGE_NUMBER.search(source):
+    return None
+  integral = not _NOT_INTEGRAL.search(source)
+  # Numbers become `0` before whitespace goes, so `[1 2]` stays two tokens
+  # (`[00]`) and cannot pass for `[12]`.
+  skeleton = _NUMBER.sub("0", source).translate(_DROP_WHITESPACE)
+  del source
+  rank = len(skeleton) - len(skeleton.lstrip("["))
+  if rank > _MAX_FAST_RANK or "[]" in skeleton:
+    return None
+  # The first array at each level holds shape[level] elements: one more than
+  # the separators of its children, `]` * (rank - level - 1) + `,`.
+  shape = []
+  for level in range(rank):
+    depth = rank - level
+    first_end = skeleton.find("]" * depth)
+    if first_end < 0:
+      return None
+    first = skeleton[level:first_end + depth]
+    separator = "]" * (depth - 1) + "," if depth > 1 else ","
+    shape.append(first.count(separator) + 1)
+  if skeleton != _skeleton(shape):
+    return None  # Ragged, misplaced numbers, or not JSON: the general path.
+  return NumericArray(text, start, end, shape, integral)
+
+
+class _NumberTooBig(Exception):
+
+  def __init__(self, token: str):
+    super().__init__(token)
+    self.token = token
+
+
+def _parse_int(token: str):
+  # As rapidjson: integers beyond 64 bits are doubles, and beyond a double's
+  # range an error (Python's int() would refuse 4300+ digits with ValueError).
+  if len(token) < 20:
+    return int(token)
+  if len(token) > 400:
+    raise _NumberTooBig(token)
+  value = int(token)
+  if _INT64_MIN <= value <= _UINT64_MAX:
+    return value
+  return _parse_float(token)
+
+
+def _parse_float(token: str) -> float:
+  value = float(token)
+  if math.isinf(value):
+    raise _NumberTooBig(token)
+  return value
+
+
+# Python's messages as rapidjson's (GetParseError_En), which TF Serving sends.
+_PARSE_ERRORS = (
+    ("Expecting value", "Invalid value."),
+    ("Expecting property name enclosed in double quotes",
+     "Missing a name for object member."),
+    ("Expecting ':' delimiter",
+     "Missing a colon after a name of object member."),
+    ("Unterminated string starting at",
+     "Missing a closing quotation mark in string."),
+    ("Invalid control character", "Invalid encoding in string."),
+    ("Invalid \\uXXXX escape",
+     "Incorrect hex digit after \\u escape in string."),
+    ("Invalid \\escape", "Invalid escape character in string."),
+)
+
+
+class _Parser:
+  """A JSON parser that keeps dense numeric arrays as `NumericArray`.
+
+  Objects and arrays are walked here and scalars parsed by the json module's
+  C scanner, so every value built as a Python object is counted. As
+  TF Serving's rapidjson (kParseStopWhenDoneFlag), text after the top-level
+  value is ignored, and of repeated keys the first counts.
+  """
+
+  def __init__(self, max_values: int):
+    self._max_values = max_values
+    self._values = 0
+    decoder = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float)
+    self._scalar = json.scanner.make_scanner(decoder)
+
+  def _count(self, text: str, idx: int) -> None:
+    self._values += 1
+    if self._values > self._max_values:
+      raise ServingError(
+          _INVALID, f"JSON Parse error: more than {self._max_values} values "
+          "outside dense numeric arrays (the server's limit per request) at "
+          f"offset: {_byte_offset(text, idx)}")
+
+  def parse(self, text: str, idx: int, fast: bool = False):
+    """(value, end) of the JSON value at text[idx], or TF Serving's error."""
+    try:
+      return self.parse_value_at(text, idx, fast)
+    except json.JSONDecodeError as e:
+      message = e.msg
+      for python, rapidjson in _PARSE_ERRORS:
+        if message.startswith(python):
+          message = rapidjson
+      raise ServingError(_INVALID, f"JSON Parse error: {message} at offset: "
+                         f"{_byte_offset(text, e.pos)}") from None
+    except _NumberTooBig as e:
+      offset = _byte_offset(text, max(text.find(e.token, idx), 0))
+      raise ServingError(
+          _INVALID, "JSON Parse error: Number too big to be stored in double. "
+          f"at offset: {offset}") from None
+    except RecursionError:
+      raise ServingError(_INVALID, "JSON Parse error: the document is nested "
+                         "too deeply") from None
+
+  def parse_value_at(self, text: str, idx: int, fast: bool):
+    """(value, end) of the JSON value at text[idx] (after whitespace)."""
+    idx = _WHITESPACE.match(text, idx).end()
+    char = text[idx:idx + 1]
+    if char == "[" and fast:
+      array = _dense_numeric_array(text, idx)
+      if array is not None:
+        self._count(text, idx)
+        return array, array._end  # pylint: disable=protected-access
+    if char == "{":
+      return self._object(text, idx + 1)
+    if char == "[":
+      return self._array(text, idx + 1)
+    self._count(text, idx)
+    try:
+      return self._scalar(text, idx)
+    except StopIteration:
+      raise json.JSONDecodeError("Expecting value", text, idx) from None
+
+  def _object(self, text: str, idx: int):
+    self._count(text, idx)
+    result = {}
+    idx = _WHITESPACE.match(text, idx).end()
+    if text[idx:idx + 1] == "}":
+      return result, idx + 1
+    while True:
+      if text[idx:idx + 1] != '"':
+        raise json.JSONDecodeError(
+            "Expecting property name enclosed in double quotes", text, idx)
+      key, idx = json.decoder.scanstring(text, idx + 1)
+      idx = _WHITESPACE.match(text, idx).end()
+      if text[idx:idx + 1] != ":":
+        raise json.JSONDecodeError("Expecting ':' delimiter", text, idx)
+      value, idx = self.parse_value_at(text, idx + 1, fast=True)
+      result.setdefault(key, value)
+      idx = _WHITESPACE.match(text, idx).end()
+      char = text[idx:idx + 1]
+      if char == "}":
+        return result, idx + 1
+      if char != ",":
+        raise json.JSONDecodeError("Missing a comma or '}' after an object "
+                                   "member.", text, idx)
+      idx = _WHITESPACE.match(text, idx + 1).end()
+
+  def _array(self, text: str, idx: int):
+    self._count(text, idx)
+    result = []
+    idx = _WHITESPACE.match(text, idx).end()
+    if text[idx:idx + 1] == "]":
+      return result, idx + 1
+    while True:
+      value, idx = self.parse_value_at(text, idx, fast=False)
+      result.append(value)
+      idx = _WHITESPACE.match(text, idx).end()
+      char = text[idx:idx + 1]
+      if char == "]":
+        return result, idx + 1
+      if char != ",":
+        raise json.JSONDecodeError("Missing a comma or ']' after an array "
+                                   "element.", text, idx)
+      idx += 1
+
+
+def _byte_offset(text: str, idx: int) -> int:
+  return len(text[:idx].encode("utf-8", "surrogatepass"))
+
+
+def parse(body: bytes, max_values: int = DEFAULT_MAX_VALUES) -> "Document":
+  """The request's top-level JSON object, or TF Serving's parse error.
+
+  Args:
+    body: the request body (UTF-8 JSON).
+    max_values: most values built as Python objects (dense numeric arrays
+      count once).
+
+  Returns:
+    The parsed document.
+
+  Raises:
+    ServingError: INVALID_ARGUMENT with TF Serving's wording.
+  """
+  if not body:
+    raise ServingError(_INVALID, "JSON Parse error: The document is empty")
+  try:
+    text = body.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise ServingError(_INVALID, "JSON Parse error: Invalid encoding in "
+                       f"string. at offset: {e.start}") from None
+  del body
+  parser = _Parser(max_values)
+  start = _WHITESPACE.match(text).end()
+  if start == len(text):
+    raise ServingError(_INVALID, "JSON Parse error: The document is empty. "
+                       f"at offset: {_byte_offset(text, start)}")
+  doc, _ = parser.parse(text, start)
+  if not isinstance(doc, dict):
+    raise format_error(doc, "Is not object")
+  return Document(doc, parser)
+
+
+class Document:
+  """A parsed request body: its top-level object and the parser's budget.
+
+  Attributes:
+    root: the top-level object; dense numeric arrays in it are
+      `NumericArray`s.
+  """
+
+  def __init__(self, root: dict, parser: _Parser):
+    self.root = root
+    self._parser = parser
+
+  def general(self, value):
+    """A value with a NumericArray as nested lists (counted in the budget)."""
+    if isinstance(value, NumericArray):
+      return value.to_python(self._parser)
+    return value
+
+
+# JSON values as TF Serving's messages show them.
+
+
+def json_type(value) -> str:
+  """rapidjson's type name of a value: Null, True, False, Object, ..."""
+  if value is None:
+    return "Null"
+  if value is True:
+    return "True"
+  if value is False:
+    return "False"
+  if isinstance(value, dict):
+    return "Object"
+  if isinstance(value, (list, NumericArray)):
+    return "Array"
+  if isinstance(value, str):
+    return "String"
+  return "Number"
+
+
+def _number_text(value) -> str:
+  if isinstance(value, int):
+    return str(value)
+  if math.isnan(value):
+    return "NaN"
+  if math.isinf(value):
+    return "Infinity" if value > 0 else "-Infinity"
+  text = repr(value)
+  if "e" in text:  # rapidjson: 1e30, 1.5e-7 (Python: 1e+30, 1.5e-07).
+    mantissa, exponent = text.split("e")
+    text = f"{mantissa}e{int(exponent)}"
+  return text
+
+
+def debug_string(value) -> str:
+  """TF Serving's JsonValueToDebugString: pretty, arrays on one line, cut.
+
+  Like its JsonWriterWithLimit, nothing more is written once 256 bytes are.
+  """
+  out, size = [], [0]
+
+  def put(piece: str) -> bool:
+    if size[0] >= _MAX_DEBUG_BYTES:
+      return False
+    out.append(piece)
+    size[0] += len(piece.encode("utf-8", "surrogatepass"))
+    return True
+
+  def write(item, depth: int) -> bool:
+    if isinstance(item, dict):
+      if not put("{"):
+        return False
+      for i, (key, member) in enumerate(item.items()):
+        if not (put(("," if i else "") + "\n" + "    " * (depth + 1)
+                    + json.dumps(key, ensure_ascii=False) + ": ")
+                and write(member, depth + 1)):
+          return False
+      return put(("\n" + "    " * depth if item else "") + "}")
+    if isinstance(item, NumericArray):
+      previous = "["
+      for token in item.tokens():
+        if token in "[]":
+          text = token
+        else:
+          number = (float(token) if _NOT_INTEGRAL.search(token)
+                    else int(token))
+          text = _number_text(number)
+        if previous not in "[" and token != "]":
+          text = ", " + text
+        if not put(text):
+          return False
+        previous = token
+      return True
+    if isinstance(item, list):
+      if not put("["):
+        return False
+      for i, element in enumerate(item):
+        if (i and not put(", ")) or not write(element, depth + 1):
+          return False
+      return put("]")
+    if item is None:
+      return put("null")
+    if isinstance(item, bool):
+      return put("true" if item else "false")
+    if isinstance(item, str):
+      return put(json.dumps(item, ensure_ascii=False))
+    return put(_number_text(item))
+
+  write(value, 0)
+  return "".join(out)
+
+
+def format_error(value, *parts) -> ServingError:
+  """TF Serving's FormatError: `JSON Value: <value> <parts>`."""
+  return ServingError(_INVALID,
+                      f"JSON Value: {debug_string(value)} {''.join(parts)}")
+
+
+def _dtype_name(dtype: int) -> str:
+  """TensorFlow's DataTypeString: `float`, `double`, `half`, `int64`, ..."""
+  special = {types_pb2.DT_FLOAT: "float", types_pb2.DT_DOUBLE: "double",
+             types_pb2.DT_HALF: "half"}
+  if dtype in special:
+    return special[dtype]
+  try:
+    return tf.as_dtype(dtype).name
+  except TypeError:
+    return types_pb2.DataType.Name(dtype)[3:].lower()
+
+
+def _type_error(value, dtype: int) -> ServingError:
+  return ServingError(
+      _INVALID, f"JSON Value: {debug_string(value)} Type: {json_type(value)} "
+      f"is not of expected type: {_dtype_name(dtype)}")
+
+
+def _is_number(value) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _utf8(text: str) -> bytes:
+  return text.encode("utf-8", "surrogatepass")
+
+
+def is_b64(value) -> bool:
+  """Whether a value is TF Serving's `{"b64": "..."}` binary object."""
+  return (isinstance(value, dict) and len(value) == 1
+          and isinstance(value.get("b64"), str))
+
+
+def _decode_b64(value) -> bytes:
+  """The bytes of a `{"b64": "..."}` object."""
+  if not is_b64(value):
+    raise ServingError(_INVALID, f"JSON Value: {debug_string(value)} not "
+                       "formatted correctly for base64 data")
+  text = value["b64"]
+  try:
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+  except (binascii.Error, ValueError):
+    raise ServingError(_INVALID, "Unable to base64 decode") from None
+
+
+def fill_signature(doc: "Document", spec) -> None:
+  """Sets `spec.signature_name` from the body's `signature_name`, if any."""
+  root = doc.root
+  if "signature_name" in root:
+    if not isinstance(root["signature_name"], str):
+      raise format_error(root, "not formatted correctly. 'signature_name' "
+                         "key must be a string value.")
+    spec.signature_name = root["signature_name"]
+
+
+# Predict: JSON to tensors (instances: row format; inputs: columnar).
+
+
+def _dense_shape(value) -> list[int]:
+  """The shape a nested list claims, following first elements."""
+  shape = []
+  while isinstance(value, list):
+    shape.append(len(value))
+    if not value:
+      break
+    value = value[0]
+  return shape
+
+
+def _tensor_value(value, dtype: int):
+  """One JSON scalar as the value of a TensorProto's typed field."""
+  if dtype in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE):
+    # As TF Serving since 2021, any number converts, integers included
+    # (rapidjson's GetFloat/GetDouble), without a lossless check.
+    if not _is_number(value):
+      raise _type_error(value, dtype)
+    return float(value)
+  if dtype in _INT_RANGES:
+    low, high = _INT_RANGES[dtype]
+    if not (isinstance(value, int) and not isinstance(value, bool)
+            and low <= value <= high):
+      raise _type_error(value, dtype)
+    return value
+  if dtype == types_pb2.DT_STRING:
+    if not isinstance(value, str):
+      raise _type_error(value, dtype)
+    return _utf8(value)
+  if dtype == types_pb2.DT_BOOL:
+    if not isinstance(value, bool):
+      raise _type_error(value, dtype)
+    return value
+  raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
+                     f"Conversion of JSON Value: {debug_string(value)} to "
+                     f"type: {_dtype_name(dtype)}")
+
+
+def _fill_values(value, level: int, shape: list[int], dtype: int,
+                 out: list) -> None:
+  """Appends the leaves of a dense nested list to `out`, checking its shape."""
+  rank = len(shape)
+  if not isinstance(value, list):
+    if level != rank:
+      raise ServingError(
+          _INVALID, f"JSON Value: {debug_string(value)} found at incorrect "
+          f"level: {level + 1} in the JSON DOM. Expected at level: {rank}")
+    if isinstance(value, dict):
+      if dtype != types_pb2.DT_STRING:
+        raise _type_error(value, dtype)
+      out.append(_decode_b64(value))
+    else:
+      out.append(_tensor_value(value, dtype))
+    return
+  if level >= rank:
+    raise ServingError(_INVALID, "Encountered list at unexpected level: "
+                       f"{level} expected < {rank}")
+  if len(value) != shape[level]:
+    raise ServingError(_INVALID, "Encountered list at unexpected size: "
+                       f"{len(value)} at level: {level} expected size: "
+                       f"{shape[level]}")
+  for item in value:
+    _fill_values(item, level + 1, shape, dtype, out)
+
+
+class _Values:
+  """The values of one tensor, as numpy pieces or typed-field values."""
+
+  def __init__(self, dtype: int):
+    self.dtype = dtype
+    self.pieces: list = []  # np.ndarray (fast) or list (general path).
+
+  def add(self, value, doc: Document) -> tuple[list[int], int]:
+    """Adds a JSON value's leaves; returns its shape and value count."""
+    if isinstance(value, NumericArray):
+      array = value.to_numpy(self.dtype)
+      if array is not None:
+        self.pieces.append(array)
+        return list(value.shape), array.size
+      value = doc.general(value)
+    shape, out = _dense_shape(value), []
+    _fill_values(value, 0, shape, self.dtype, out)
+    self.pieces.append(out)
+    return shape, len(out)
+
+  def proto(self, shape: list[int]) -> tensor_pb2.TensorProto:
+    proto = tensor_pb2.TensorProto(dtype=self.dtype)
+    for size in shape:
+      proto.tensor_shape.dim.add(size=size)
+    if all(isinstance(p, np.ndarray) for p in self.pieces):
+      if self.pieces:
+        # Packed bytes: no Python object per value, as TF Serving's own
+        # tensor_content (tf.make_ndarray reads both forms).
+        proto.tensor_content = b"".join(
+            np.ascontiguousarray(p).tobytes() for p in self.pieces)
+      return proto
+    field = getattr(proto, _VALUE_FIELDS[self.dtype])
+    for piece in self.pieces:
+      field.extend(piece.reshape(-1).tolist() if isinstance(piece, np.ndarray)
+                   else piece)
+    return proto
+
+
+def _is_named_object(value) -> bool:
+  return isinstance(value, dict) and not is_b64(value)
+
+
+def _status_text(error: ServingError) -> str:
+  return f"{error.code.name}: {error.message}"
+
+
+def _tensors_from_instances(instances, dtypes: dict[str, int],
+                            doc: Document) -> dict:
+  """Row format: instance i is slice i of every input (a new first axis)."""
+  if isinstance(instances, NumericArray) and len(dtypes) == 1:
+    # One dense array: all instances at once, shape [N, ...].
+    name = next(iter(dtypes))
+    values = _Values(dtypes[name])
+    array = instances.to_numpy(dtypes[name])
+    if array is not None:
+      values.pieces.append(array)
+      return {name: values.proto(instances.shape)}
+  instances = doc.general(instances)
+  named = _is_named_object(instances[0])
+  if not named and len(dtypes) > 1:
+    raise ServingError(_INVALID, "instances is a plain list, but expecting "
+                       "list of objects as multiple input tensors required "
+                       "as per tensorinfo_map")
+  values = {name: _Values(dtype) for name, dtype in dtypes.items()}
+  shapes, sizes = {}, {}
+
+  def add(name, item):
+    if name not in dtypes:
+      raise ServingError(_INVALID, "JSON object: does not have named input: "
+                         f"{name}")
+    shape, size = values[name].add(item, doc)
+    if name not in sizes:
+      sizes[name], shapes[name] = size, shape
+    elif sizes[name] != size:
+      raise ServingError(_INVALID, f"Expecting tensor size: {sizes[name]} "
+                         f"but got: {size}")
+    elif shapes[name] != shape:
+      raise ServingError(
+          _INVALID, f"Expecting shape [{','.join(map(str, shapes[name]))}] "
+          f"but got: [{','.join(map(str, shape))}]")
+
+  for i, instance in enumerate(instances):
+    if named:
+      if not _is_named_object(instance):
+        raise ServingError(_INVALID, "Expecting object but got list at item "
+                           f"{i} of input list")
+      for name, item in instance.items():
+        try:
+          add(name, item)
+        except ServingError as e:
+          raise ServingError(
+              _INVALID, f"Failed to process element: {i} key: {name} of "
+              f"'instances' list. Error: {_status_text(e)}") from None
+      if set(instance) != set(dtypes):
+        raise ServingError(
+            _INVALID, f"Failed to process element: {i} of 'instances' list. "
+            f"JSON object: {debug_string(instance)} keys must be equal to: "
+            f"{','.join(sorted(dtypes))}")
+    else:
+      if _is_named_object(instance):
+        raise ServingError(_INVALID, "Expecting value/list but got object at "
+                           f"item {i} of input list")
+      try:
+        add(next(iter(dtypes)), instance)
+      except ServingError as e:
+        raise ServingError(
+            _INVALID, f"Failed to process element: {i} of 'instances' list. "
+            f"Error: {_status_text(e)}") from None
+  return {name: values[name].proto([len(instances)] + shapes[name])
+          for name in shapes}
+
+
+def _tensors_from_inputs(inputs, dtypes: dict[str, int],
+                         doc: Document) -> dict:
+  """Columnar format: one value per input, or the value of the only input."""
+
+  def tensor(name, value):
+    values = _Values(dtypes[name])
+    shape, _ = values.add(value, doc)
+    return values.proto(shape)
+
+  if not _is_named_object(inputs):
+    if len(dtypes) > 1:
+      raise ServingError(_INVALID, "inputs is a plain value/list, but "
+                         "expecting an object as multiple input tensors "
+                         "required as per tensorinfo_map")
+    name = next(iter(dtypes))
+    return {name: tensor(name, inputs)}
+  tensors = {}
+  for name in sorted(dtypes):
+    if name not in inputs:
+      raise ServingError(_INVALID, f"Missing named input: {name} in "
+                         "'inputs' object.")
+    tensors[name] = tensor(name, inputs[name])
+  return tensors
+
+
+def predict_tensors(doc: Document, dtypes: dict[str, int]
+                    ) -> tuple[dict[str, tensor_pb2.TensorProto], bool]:
+  """TF Serving's FillPredictRequestFromJson, after the signature is known.
+
+  Args:
+    doc: the parsed body.
+    dtypes: the signature's input dtypes by alias.
+
+  Returns:
+    The input tensors by alias, and whether the body was in row format
+    (`instances`; the answer is then `predictions`, else `outputs`).
+
+  Raises:
+    ServingError: INVALID_ARGUMENT with TF Serving's wording.
+  """
+  root = doc.root
+  if "instances" in root:
+    if "inputs" in root:
+      raise format_error(root, "Not formatted correctly expecting only one of "
+                         "'inputs' or 'instances' keys to exist ")
+    instances = root["instances"]
+    if not isinstance(instances, (list, NumericArray)):
+      raise format_error(root, "Expecting 'instances' to be an list/array")
+    if not len(instances):  # pylint: disable=g-explicit-length-test
+      raise format_error(root, "No values in 'instances' array")
+    return _tensors_from_instances(instances, dtypes, doc), True
+  if "inputs" in root:
+    return _tensors_from_inputs(root["inputs"], dtypes, doc), False
+  raise ServingError(_INVALID, "Missing 'inputs' or 'instances' key")
+
+
+# Classify and Regress: JSON to tf.Examples.
+
+
+def _add_feature_value(value, name: str, feature) -> None:
+  """Appends one JSON value to a Feature, as TF Serving's AddValueToFeature."""
+  kind = feature.WhichOneof("kind")
+
+  def check(wanted):
+    if kind is not None and kind != wanted:
+      raise ServingError(_INVALID, "Unexpected element type in feature: "
+                         f"{name} expecting type: {_FEATURE_KINDS[kind]}")
+
+  if value is None or isinstance(value, list) or (
+      isinstance(value, dict) and not is_b64(value)):
+    raise ServingError(_INVALID, f"Feature: {name} has element with "
+                       f"unexpected JSON type: {json_type(value)}")
+  if isinstance(value, bool):
+    check("int64_list")
+    feature.int64_list.value.append(int(value))
+  elif isinstance(value, dict):
+    check("bytes_list")
+    feature.bytes_list.value.append(_decode_b64(value))
+  elif isinstance(value, str):
+    check("bytes_list")
+    feature.bytes_list.value.append(_utf8(value))
+  elif isinstance(value, float):
+    check("float_list")
+    feature.float_list.value.append(value)
+  else:
+    check("int64_list")
+    if value > _INT64_MAX:
+      raise ServingError(_INVALID, f"Feature: {name} has uint64_t element. "
+                         "Only int64_t is supported.")
+    feature.int64_list.value.append(value)
+
+
+def _fill_example(value, example, doc: Document) -> None:
+  if not isinstance(value, dict):
+    raise ServingError(_INVALID, "Example must be JSON object but got JSON "
+                       f"{json_type(value)}")
+  for name, content in value.items():
+    feature = example.features.feature[name]
+    feature.Clear()
+    content = doc.general(content)
+    for item in content if isinstance(content, list) else [content]:
+      _add_feature_value(item, name, feature)
+
+
+def fill_examples(doc: Document, request) -> None:
+  """The `signature_name`, `context` and `examples` of a classify or regress body.
+
+  Args:
+    doc: the parsed body.
+    request: a ClassificationRequest or RegressionRequest to fill.
+
+  Raises:
+    ServingError: INVALID_ARGUMENT with TF Serving's wording.
+  """
+  root = doc.root
+  fill_signature(doc, request.model_spec)
+  has_context = "context" in root
+  if has_context:
+    _fill_example(root["context"],
+                  request.input.example_list_with_context.context, doc)
+  if "examples" not in root:
+    raise format_error(root, "When method is classify, key 'examples' is "
+                       "expected and was not found")
+  examples = doc.general(root["examples"])
+  if not isinstance(examples, list):
+    raise format_error(root, "Expecting 'examples' value to be an list/array")
+  if not examples:
+    raise format_error(root, "'examples' value is an empty array")
+  for value in examples:
+    _fill_example(value, (
+        request.input.example_list_with_context.examples.add() if has_context
+        else request.input.example_list.examples.add()), doc)
+
+
+# Predict outputs, classifications and regressions to JSON.
+
+
+def _string_json(value: bytes, as_bytes: bool):
+  if not as_bytes:
+    try:
+      return value.decode("utf-8")
+    except UnicodeDecodeError:
+      pass  # JSON cannot hold raw bytes: base64, as for `*_bytes` outputs.
+  return {"b64": base64.b64encode(value).decode("ascii")}
+
+
+def float32_json(value: float) -> float:
+  """The shortest decimal that reads back as the same float32.
+
+  As TF Serving writes floats: 0.2, not 0.20000000298023224.
+  """
+  return float(str(np.float32(value)))
+
+
+def _tensor_json(name: str, proto):
+  """A whole output tensor as (nested lists of) JSON values."""
+  if proto.dtype not in _WRITABLE:
+    raise ServingError(_INVALID, "Failed to write JSON value for tensor "
+                       f"type: {_dtype_name(proto.dtype)}")
+  array = tf.make_ndarray(proto)
+  if proto.dtype in (types_pb2.DT_FLOAT, types_pb2.DT_HALF):
+    return array.astype(np.float32).astype(str).astype(np.float64).tolist()
+  if proto.dtype == types_pb2.DT_STRING:
+    # As TF Serving, outputs named `*_bytes` are always base64.
+    as_bytes = name.endswith("_bytes")
+    flat = np.empty(array.size, dtype=object)
+    flat[:] = [_string_json(v, as_bytes) for v in array.reshape(-1)]
+    return flat.reshape(array.shape).tolist()
+  return array.tolist()
+
+
+def predictions_json(outputs) -> list:
+  """Row format (the answer to `instances`): `predictions` of Predict outputs.
+
+  Args:
+    outputs: TensorProtos by alias, sharing their first (batch) dimension.
+
+  Returns:
+    One entry per instance: the value of the only output, or a dict of
+    values by alias.
+
+  Raises:
+    ServingError: for a scalar output or inconsistent batch sizes.
+  """
+  batch = None
+  for name in sorted(outputs):
+    dims = outputs[name].tensor_shape.dim
+    if not dims:
+      raise ServingError(_INVALID, f"Tensor name: {name} has no shape "
+                         "information ")
+    if dims[0].size < 1:
+      raise ServingError(_INVALID, f"Tensor name: {name} has invalid batch "
+                         f"size: {dims[0].size}")
+    if batch is not None and dims[0].size != batch:
+      raise ServingError(_INVALID, f"Tensor name: {name} has inconsistent "
+                         f"batch size: {dims[0].size} expecting: {batch}")
+    batch = dims[0].size
+  values = {name: _tensor_json(name, outputs[name]) for name in sorted(outputs)}
+  if len(values) == 1:
+    return next(iter(values.values()))
+  return [{name: value[i] for name, value in values.items()}
+          for i in range(batch)]
+
+
+def outputs_json(outputs) -> Any:
+  """Columnar format (the answer to `inputs`): `outputs` of Predict outputs.
+
+  Args:
+    outputs: TensorProtos by alias.
+
+  Returns:
+    The only output's value (nested lists), or a dict of values by alias.
+  """
+  values = {name: _tensor_json(name, outputs[name]) for name in sorted(outputs)}
+  if len(values) == 1:
+    return next(iter(values.values()))
+  return values
+
+
+def classification_json(result) -> dict:
+  """TF Serving's MakeJsonFromClassificationResult: `results` of [label, score]."""
+  if not result.classifications:
+    raise ServingError(_INVALID, "Cannot convert empty "
+                       "ClassificationResults to JSON")
+  return {"results": [[[c.label, float32_json(c.score)] for c in row.classes]
+                      for row in result.classifications]}
+
+
+def regression_json(result) -> dict:
+  """TF Serving's MakeJsonFromRegressionResult: `results` of values."""
+  if not result.regressions:
+    raise ServingError(_INVALID, "Cannot convert empty RegressionResults to "
+                       "JSON")
+  return {"results": [float32_json(r.value) for r in result.regressions]}
