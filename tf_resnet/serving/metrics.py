@@ -57,6 +57,8 @@ def _monitoring_config_class():
 
 
 MonitoringConfig = _monitoring_config_class()
+# Counters without their `_created` twin series (half the page, rarely used).
+prometheus_client.disable_created_metrics()
 _PREFIX = "tf_resnet_serving_"
 REGISTRY = prometheus_client.REGISTRY
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST

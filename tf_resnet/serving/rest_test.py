@@ -17,7 +17,6 @@ from tensorflow_serving.config import model_server_config_pb2
 from tf_resnet.serving import grpc_server as server_lib
 from tf_resnet.serving import manager
 from tf_resnet.serving import protocol as client
-from tf_resnet.serving import json_tensor
 from tf_resnet.serving import rest_api_handler
 from tf_resnet.serving import services
 from tf_resnet.testing import exports
@@ -352,31 +351,6 @@ class RestTest(tf.test.TestCase):
          codes.OUT_OF_RANGE: 400, codes.UNIMPLEMENTED: 501,
          codes.INTERNAL: 500, codes.UNAVAILABLE: 503, codes.DATA_LOSS: 500,
          codes.UNAUTHENTICATED: 401})
-
-
-class JsonFormatTest(tf.test.TestCase):
-
-  def test_row_and_columnar_formats(self):
-    scores = tf.make_tensor_proto(np.array([[0.2, 0.8], [1.0, 0.0]],
-                                           np.float32))
-    names = tf.make_tensor_proto(np.array([b"cat", b"\xff\xfe"]))
-    # One output: a list of its values; several: a dict per instance.
-    self.assertEqual(json_tensor.predictions_json({"scores": scores}),
-                     [[0.2, 0.8], [1.0, 0.0]])
-    self.assertEqual(json_tensor.predictions_json({"scores": scores,
-                                            "names": names}),
-                     [{"scores": [0.2, 0.8], "names": "cat"},
-                      {"scores": [1.0, 0.0], "names": {"b64": "//4="}}])
-    self.assertEqual(json_tensor.outputs_json({"scores": scores}),
-                     [[0.2, 0.8], [1.0, 0.0]])
-    # Outputs named *_bytes are base64 even when they are text.
-    self.assertEqual(json_tensor.outputs_json({"names_bytes": names,
-                                        "n": tf.make_tensor_proto(7)}),
-                     {"names_bytes": [{"b64": "Y2F0"}, {"b64": "//4="}],
-                      "n": 7})
-    with self.assertRaisesRegex(manager.ServingError,
-                                "Tensor name: n has no shape information"):
-      json_tensor.predictions_json({"n": tf.make_tensor_proto(7)})
 
 
 if __name__ == "__main__":

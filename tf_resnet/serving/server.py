@@ -32,7 +32,9 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from tf_resnet.serving import grpc_server
+from tf_resnet.serving import http_server
 from tf_resnet.serving import manager as manager_lib
+from tf_resnet.serving import metrics
 from tf_resnet.serving import options
 
 _PORT = flags.DEFINE_integer("port", 8500, "gRPC port.")
@@ -69,14 +71,61 @@ _MAX_MESSAGE_BYTES = flags.DEFINE_integer(
     "grpc_max_message_bytes", 256 * 1024 * 1024,
     "Largest gRPC request or response (TF Serving allows up to 2 GiB; "
     "gRPC's own default is 4 MiB).")
-_WORKERS = flags.DEFINE_integer("grpc_workers", 8,
-                                "Threads serving gRPC requests.")
 _REQUEST_LOG_LEVEL = flags.DEFINE_enum(
     "request_log_level", "info", ["debug", "info", "warning"],
     "Level of the per-request log lines (model, version, signature, status, "
     "latency), which are written at INFO: `warning` hides them.")
 _DRAIN_SECONDS = flags.DEFINE_float(
     "drain_seconds", 30.0, "On SIGTERM, how long in-flight requests may take.")
+
+# Transport: threads, limits, timeouts and metrics (tensorflow_model_server's
+# flags and defaults).
+_CPUS = len(os.sched_getaffinity(0))
+_GRPC_MAX_THREADS = flags.DEFINE_integer(
+    "grpc_max_threads", 4 * _CPUS,
+    "Threads serving gRPC requests, and the most calls in flight: more get "
+    "RESOURCE_EXHAUSTED, as tensorflow_model_server's (default 4 x CPUs).")
+_REST_API_NUM_THREADS = flags.DEFINE_integer(
+    "rest_api_num_threads", 4 * _CPUS,
+    "Threads running REST requests (default 4 x CPUs, as TF Serving); "
+    "connections waiting for their request hold none.")
+_REST_API_TIMEOUT_IN_MS = flags.DEFINE_integer(
+    "rest_api_timeout_in_ms", 30000,
+    "Deadline of a REST request once its body is in; past it the client gets "
+    "504 and, if it has not started, the request is not run. 0: none.")
+_REST_API_ENABLE_CORS_SUPPORT = flags.DEFINE_bool(
+    "rest_api_enable_cors_support", False,
+    "Add CORS headers (Access-Control-Allow-Origin: *) to REST answers.")
+_MONITORING_CONFIG_FILE = flags.DEFINE_string(
+    "monitoring_config_file", None,
+    "A text MonitoringConfig; with prometheus_config { enable: true path: "
+    "\"/monitoring/prometheus/metrics\" }, Prometheus metrics are served at "
+    "that path on the REST port.")
+
+
+def rest_options(max_body_bytes: int, log_requests: bool
+                 ) -> http_server.RestOptions:
+  """The REST port's options from the transport flags.
+
+  Raises:
+    ValueError: for a bad monitoring config or option.
+  """
+  path = None
+  if _MONITORING_CONFIG_FILE.value:
+    try:
+      with open(_MONITORING_CONFIG_FILE.value) as f:
+        path = metrics.prometheus_path(f.read())
+    except (OSError, ValueError, text_format.ParseError) as e:
+      raise ValueError("cannot read --monitoring_config_file "
+                       f"{_MONITORING_CONFIG_FILE.value}: {e}") from None
+    if path and not _REST_API_PORT.value:
+      logging.warning("--monitoring_config_file: Prometheus metrics are "
+                      "served on the REST port, and --rest_api_port is off")
+  return http_server.RestOptions(
+      num_threads=_REST_API_NUM_THREADS.value,
+      timeout_ms=_REST_API_TIMEOUT_IN_MS.value, max_body_bytes=max_body_bytes,
+      cors=_REST_API_ENABLE_CORS_SUPPORT.value, prometheus_path=path,
+      log_requests=log_requests)
 
 
 def load_config(path: str) -> model_server_config_pb2.ModelServerConfig:
@@ -105,6 +154,7 @@ def main(argv):
                "does not exist")
   batching = ssl_config = None
   try:
+    rest = rest_options(_MAX_MESSAGE_BYTES.value, log_requests=True)
     if _ENABLE_BATCHING.value:
       text = None
       if _BATCHING_PARAMETERS_FILE.value:
@@ -129,9 +179,10 @@ def main(argv):
   try:
     server = grpc_server.Server(
         config, port=_PORT.value, bind_address=_BIND_ADDRESS.value,
-        poll_seconds=_POLL.value, workers=_WORKERS.value,
+        poll_seconds=_POLL.value, workers=_GRPC_MAX_THREADS.value,
         max_message_bytes=_MAX_MESSAGE_BYTES.value, batching=batching,
-        ssl_config=ssl_config, rest_port=_REST_API_PORT.value or None)
+        ssl_config=ssl_config, rest_port=_REST_API_PORT.value or None,
+        rest_options=rest)
   except (RuntimeError, manager_lib.ServingError) as e:
     sys.exit(f"error: {e}")
   statuses = {m.name: {v: s.state for v, s in m.status.items()}
