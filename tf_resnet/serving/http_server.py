@@ -176,6 +176,7 @@ class _Request(httputil.HTTPMessageDelegate):
     self._server = server
     self._connection = connection
     self._body: Optional[_Body] = None
+    self._error: Optional[_BodyError] = None
     self._answered = False
     self.method = ""
     self.path = ""
@@ -200,20 +201,25 @@ class _Request(httputil.HTTPMessageDelegate):
                        "gzip" in headers.get("Content-Encoding", "").lower())
 
   def data_received(self, chunk: bytes) -> None:
-    if self._answered:
+    if self._answered or self._error is not None:
       return
     try:
       self._body.add(chunk)
     except _BodyError as e:
-      self._fail(e.status, e.message)
+      # Nothing more is kept, but the rest is read (within the wire limit
+      # and the body deadline) before the answer: closing with unread data
+      # would reset the connection and could lose the answer.
+      self._error, self._body = e, None
 
   def finish(self) -> None:
     if self._answered:
       return
     try:
+      if self._error is not None:
+        raise self._error
       body = self._body.finish()
     except _BodyError as e:
-      self._fail(e.status, e.message)
+      self._fail(e.status, e.message, close=False)
       return
     self._body = None
     self._server.answer(self, body)
@@ -221,12 +227,12 @@ class _Request(httputil.HTTPMessageDelegate):
   def on_connection_close(self) -> None:
     self._body = None
 
-  def _fail(self, status: int, message: str) -> None:
-    """Answers at once and closes the connection (the body is not read)."""
+  def _fail(self, status: int, message: str, close: bool = True) -> None:
+    """Answers at once; `close`: the body is not read, the connection ends."""
     self._body = None
     reply = rest_api_handler.Reply(status, {"error": message},
                                    grpc.StatusCode.INVALID_ARGUMENT)
-    self.respond(reply, close=True)
+    self.respond(reply, close=close)
     self._server.log(self, reply)
 
   def respond(self, reply: rest_api_handler.Reply, close: bool = False,

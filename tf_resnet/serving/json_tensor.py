@@ -132,9 +132,8 @@ class NumericArray:
     integer = dtype not in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE)
     text = self.source()
     if integer:
-      # Large integers (19+ digits) and non-integers: the general path
-      # answers exactly as TF Serving (type errors, uint64 range).
-      if not self._integral or _LONG_DIGITS.search(text):
+      # Non-integers: the general path answers as TF Serving (type errors).
+      if not self._integral:
         return None
     try:
       flat = np.fromstring(text.translate(_SEPARATORS_TO_SPACE),
@@ -144,9 +143,13 @@ class NumericArray:
     del text
     if flat.size != math.prod(self.shape):
       return None
-    if integer:
+    if integer and flat.size:
+      # numpy saturates what int64 cannot hold: from 10**18 on, the general
+      # path decides exactly (uint64 range, doubles beyond 64 bits).
+      low, high = flat.min(), flat.max()
       info = np.iinfo(numpy_type)
-      if flat.size and (flat.min() < info.min or flat.max() > info.max):
+      if (low <= -10**18 or high >= 10**18 or low < info.min
+          or high > info.max):
         return None
     elif flat.size and not np.isfinite(flat).all():
       return None  # 1e400: TF Serving's parser refuses it ("too big").
@@ -159,19 +162,74 @@ _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _NUMERIC_RUN = re.compile(r"[\[\],0-9.eE+\- \t\n\r]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _TOKEN = re.compile(r"[\[\]]|" + _NUMBER.pattern)
-_LONG_DIGITS = re.compile(r"[0-9]{19}")
-# Numbers that may not fit a double: parsed at once by the general path,
-# which refuses them as TF Serving's parser does.
-_HUGE_NUMBER = re.compile(r"[0-9]{300}|[eE][+-]?[0-9]{3}")
 _NOT_INTEGRAL = re.compile(r"[.eE]")
 _DROP_WHITESPACE = str.maketrans("", "", " \t\n\r")
 _SEPARATORS_TO_SPACE = str.maketrans("[],", "   ")
+_NUMBER_CHARS_TO_X = str.maketrans("0123456789.eE+-", "x" * 15)
 _MAX_FAST_RANK = 32
+# A second `.` or `e` in a number, or a 3-digit exponent (which may not fit a
+# double): the general path decides (it refuses them as TF Serving does).
+_LONGEST_NUMBER = 300
+_CHUNK = 1 << 20
+
+
+def _character_classes():
+  """Tables that find what JSON's number grammar forbids, pair by pair."""
+  table = np.full(256, 10, np.uint8)  # 10: not a numeric array's character.
+  for chars, code in (("0", 0), ("123456789", 1), (".", 2), ("eE", 3),
+                      ("+", 4), ("-", 5), ("[", 6), ("]", 7), (",", 8),
+                      (" \t\n\r", 9)):
+    for char in chars:
+      table[ord(char)] = code
+  digits, separators = (0, 1), (6, 7, 8, 9)
+  bad = np.zeros(121, bool)
+  pair = lambda a, b: a * 11 + b
+  for a in range(11):
+    for b in range(11):
+      bad[pair(a, b)] = (
+          10 in (a, b)
+          or (b == 4 and a != 3)                       # `+` only after `e`
+          or (b == 5 and a not in (3,) + separators)   # `-`: sign or exponent
+          or (a in (4, 5) and b not in digits)         # a sign needs a digit
+          or (b == 2 and a not in digits)              # `.` between digits
+          or (a == 2 and b not in digits)
+          or (b == 3 and a not in digits)              # `e` after a digit,
+          or (a == 3 and b not in digits + (4, 5)))    # then a digit or sign
+  leading_zero = np.zeros(11 * 121, bool)  # `01`, `-00`: no leading zeros.
+  for a in separators + (5,):
+    for b in digits:
+      leading_zero[pair(a, 0) * 11 + b] = True
+  return table, bad, leading_zero
+
+
+_CLASSES, _BAD_PAIRS, _BAD_TRIPLES = _character_classes()
+
+
+def _numbers_are_json(source: str) -> bool:
+  """Whether every number in a numeric array's text follows JSON's grammar.
+
+  Checked on character pairs and triples with numpy, a chunk at a time, so
+  the cost is a few passes over the text, not a Python object per number.
+  A second `.` or `e` in one number passes here but not numpy's conversion
+  (`NumericArray.to_numpy`), which then leaves it to the general path.
+  """
+  data = source.encode("ascii")
+  for start in range(0, max(len(data) - 2, 1), _CHUNK):
+    chunk = np.frombuffer(data, np.uint8, offset=start,
+                          count=min(_CHUNK + 2, len(data) - start))
+    codes = _CLASSES[chunk]
+    pairs = codes[:-1] * np.uint8(11) + codes[1:]
+    if _BAD_PAIRS[pairs].any():
+      return False
+    if len(codes) > 2 and _BAD_TRIPLES[
+        pairs[:-1].astype(np.uint16) * 11 + codes[2:]].any():
+      return False
+  return True
 
 
 def _skeleton(shape: list[int]) -> str:
-  """The text of a dense array of `shape` with every number written `0`."""
-  text = "0"
+  """The text of a dense array of `shape` with every number written `x`."""
+  text = "x"
   for size in reversed(shape):
     text = "[" + ",".join([text] * size) + "]"
   return text
@@ -191,13 +249,18 @@ def _dense_numeric_array(text: str, start: int) -> Optional[NumericArray]:
   if end - start < 2 or text[end - 1] != "]":
     return None
   source = text[start:end]
-  if source.count("[") != source.count("]") or _HUGE_NUMBER.search(source):
+  if source.count("[") != source.count("]") or not _numbers_are_json(source):
     return None
-  integral = not _NOT_INTEGRAL.search(source)
-  # Numbers become `0` before whitespace goes, so `[1 2]` stays two tokens
-  # (`[00]`) and cannot pass for `[12]`.
-  skeleton = _NUMBER.sub("0", source).translate(_DROP_WHITESPACE)
+  integral = not ("." in source or "e" in source or "E" in source)
+  skeleton = source.translate(_NUMBER_CHARS_TO_X)
   del source
+  if "x" * _LONGEST_NUMBER in skeleton:
+    return None  # May not fit a double: the general path refuses it.
+  # Each number becomes one `x`; whitespace goes only then, so `[1 2]` stays
+  # two numbers (`[xx]`) and cannot pass for `[12]`.
+  while "xx" in skeleton:
+    skeleton = skeleton.replace("xx", "x")
+  skeleton = skeleton.translate(_DROP_WHITESPACE)
   rank = len(skeleton) - len(skeleton.lstrip("["))
   if rank > _MAX_FAST_RANK or "[]" in skeleton:
     return None

@@ -82,9 +82,13 @@ class ParseTest(tf.test.TestCase):
     self.assertError(b'{"a": 1, "b": -' + b"9" * 400 + b"}",
                      "JSON Parse error: Number too big to be stored in "
                      "double. at offset: 14")
+    # In a dense array, found when it is converted for its input.
     self.assertError(b'{"instances": [1e400]}',
                      "JSON Parse error: Number too big to be stored in "
-                     "double. at offset: 15")
+                     "double. at offset: 15", {"x": _FLOAT})
+    self.assertError(b'{"instances": [1.2.3]}', "JSON Parse error: Missing a "
+                     "comma or ']' after an array element. at offset: 18",
+                     {"x": _FLOAT})
     # Beyond 64 bits but within a double: a double, as rapidjson reads it.
     self.assertError({"instances": [2**64]},
                      "Failed to process element: 0 of 'instances' list. "

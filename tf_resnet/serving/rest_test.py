@@ -278,6 +278,13 @@ class RestTest(tf.test.TestCase):
                          "'instances' array")
     self.assertRestError(path, {"signature_name": "predict"}, 400,
                          "Missing 'inputs' or 'instances' key")
+    self.assertRestError(path, {"instances": {}}, 400,
+                         'JSON Value: {\n    "instances": {}\n} Expecting '
+                         "'instances' to be an list/array")
+    # Too big for a double: TF Serving's parse error, 400 (not a 500).
+    self.assertRestError(path, b'{"instances": [' + b"1" * 5000 + b"]}", 400,
+                         "JSON Parse error: Number too big to be stored in "
+                         "double. at offset: 15")
     self.assertRestError(path, b"", 400,
                          "JSON Parse error: The document is empty")
     # TF Serving's JsonValueToDebugString (2024 on): arrays on one line.
