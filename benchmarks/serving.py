@@ -59,7 +59,7 @@ def _start_server(base: str, batching: bool, max_clients: int):
   port = _free_port()
   args = [sys.executable, "-m", "tf_resnet.serving.server", f"--port={port}",
           "--model_name=resnet", f"--model_base_path={base}",
-          "--file_system_poll_wait_seconds=0", "--grpc_workers=64"]
+          "--file_system_poll_wait_seconds=0", "--grpc_max_threads=64"]
   if batching:
     params = os.path.join(base, "..", "batching.config")
     with open(params, "w") as f:

@@ -27,9 +27,17 @@ class ServingMainTest(absltest.TestCase):
 
   def test_serve_classify_over_grpc_and_rest_then_drain_on_sigterm(self):
     port, rest = processes.free_ports(2)
+    monitoring = os.path.join(tempfile.mkdtemp(), "monitoring.config")
+    with open(monitoring, "w") as f:
+      f.write('prometheus_config { enable: true path: "/metrics" }\n')
+    # The transport flags as tensorflow_model_server takes them.
     server = processes.start("tf_resnet.serving.server", f"--port={port}",
                              f"--rest_api_port={rest}", "--model_name=m",
-                             f"--model_base_path={self.base}")
+                             f"--model_base_path={self.base}",
+                             "--rest_api_num_threads=2",
+                             "--rest_api_timeout_in_ms=20000",
+                             "--grpc_max_threads=4",
+                             f"--monitoring_config_file={monitoring}")
     try:
       line = server.stdout.readline()
       self.assertIn(f"Serving gRPC on 127.0.0.1:{port}", line)
@@ -48,6 +56,14 @@ class ServingMainTest(absltest.TestCase):
         self.assertLen(record["classes"], 2)
         answers.append(record["classes"])
       self.assertEqual(answers[0], answers[1])
+      with urllib.request.urlopen(f"http://127.0.0.1:{rest}/metrics",
+                                  timeout=60) as reply:
+        page = reply.read().decode()
+      for api, method in (("grpc", "Classify"), ("rest", "classify")):
+        self.assertIn(f'tf_resnet_serving_requests_total{{api="{api}",'
+                      f'method="{method}",model="m",'
+                      'signature="serving_default",status="OK",'
+                      'version="1"} 1.0', page)
       missing = processes.run("tf_resnet.serving.client",
                               f"--server=127.0.0.1:{port}", "--model_name=nope",
                               self.image)
@@ -78,6 +94,11 @@ class ServingMainTest(absltest.TestCase):
                              "--batching_parameters_file=b.config")
     self.assertIn("--batching_parameters_file needs --enable_batching",
                   batching.stderr)
+    monitoring = processes.run(
+        "tf_resnet.serving.server", f"--model_base_path={self.base}",
+        "--monitoring_config_file=/nonexistent.config")
+    self.assertIn("cannot read --monitoring_config_file "
+                  "/nonexistent.config", monitoring.stderr)
     no_image = processes.run("tf_resnet.serving.client", "/nonexistent.jpg")
     self.assertIn("cannot read /nonexistent.jpg", no_image.stderr)
 

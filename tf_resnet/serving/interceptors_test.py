@@ -41,6 +41,7 @@ class GrpcLimitsTest(tf.test.TestCase):
     self.addCleanup(server.stop, 1)
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     self.addCleanup(channel.close)
+    self.models = server.models
     return prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
   def _blocking_predict(self, release: threading.Event):
@@ -82,6 +83,33 @@ class GrpcLimitsTest(tf.test.TestCase):
     # Once the calls in flight are done, calls are served again.
     self.assertIn("probabilities", stub.Predict(self.request,
                                                 timeout=30).outputs)
+
+  def test_the_model_does_not_run_once_the_deadline_has_passed(self):
+    stub = self._server(workers=2)
+    functions = self.models.model("m").resolve().functions
+    predict, runs = functions["predict"], []
+
+    def counted(**inputs):
+      runs.append(1)
+      return predict(**inputs)
+
+    make_ndarray = services.tf.make_ndarray
+
+    def slow_make_ndarray(proto):
+      time.sleep(0.8)  # Decoding outlasts the client's deadline.
+      return make_ndarray(proto)
+
+    with mock.patch.dict(functions, {"predict": counted}):
+      with mock.patch.object(services.tf, "make_ndarray", slow_make_ndarray):
+        with self.assertRaises(grpc.RpcError) as caught:
+          stub.Predict(self.request, timeout=0.3)
+        self.assertEqual(caught.exception.code(),
+                         grpc.StatusCode.DEADLINE_EXCEEDED)
+        time.sleep(1.0)  # The handler reaches the model run, and stops.
+      self.assertEmpty(runs)
+      self.assertIn("probabilities", stub.Predict(self.request,
+                                                  timeout=30).outputs)
+      self.assertLen(runs, 1)
 
   def test_a_call_whose_deadline_passed_in_the_queue_is_not_run(self):
     stub = self._server(workers=1, max_concurrent_rpcs=4)
