@@ -10,7 +10,8 @@ directory) runs under the real server when a deployment outgrows one machine:
 Services: tensorflow.serving.PredictionService (Classify, Regress, Predict,
 MultiInference, GetModelMetadata), tensorflow.serving.ModelService
 (GetModelStatus, HandleReloadConfigRequest) and grpc.health.v1.Health;
-with --rest_api_port, TF Serving's REST API too (tf_resnet.serving.rest).
+with --rest_api_port, TF Serving's REST API too (rest_api_handler over
+http_server, whose docstring lists the limits and deadlines).
 Versions are numbered subdirectories of the base path, polled every
 --file_system_poll_wait_seconds; a new version is loaded and warmed up before
 it takes traffic. SIGTERM and SIGINT stop accepting requests, drain those in
