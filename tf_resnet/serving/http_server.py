@@ -1,4 +1,4 @@
-"""The HTTP transport of the REST API (TF Serving's model_servers/http_server.cc).
+"""The REST API's HTTP transport (TF Serving's model_servers/http_server.cc).
 
 TF Serving runs its REST API on libevent: one event loop reads requests, a
 fixed pool of `--rest_api_num_threads` runs them, each with a timeout of

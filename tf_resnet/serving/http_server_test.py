@@ -273,7 +273,8 @@ class HttpServerTest(tf.test.TestCase):
       began = time.monotonic()
       try:
         with urllib.request.urlopen(request, timeout=10) as reply:
-          return reply.status, json.loads(reply.read()), time.monotonic() - began
+          answer = json.loads(reply.read())
+          return reply.status, answer, time.monotonic() - began
       except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read()), time.monotonic() - began
 

@@ -35,7 +35,7 @@ def _spec(message):
 
 
 class RequestInterceptor(grpc.ServerInterceptor):
-  """Deadlines and metrics for TF Serving's PredictionService and ModelService."""
+  """Deadlines and metrics for PredictionService and ModelService calls."""
 
   def intercept_service(self, continuation, handler_call_details):
     handler = continuation(handler_call_details)

@@ -95,7 +95,7 @@ _FEATURE_KINDS = {"bytes_list": "bytes", "float_list": "float",
 
 
 class NumericArray:
-  """A dense nested array of JSON numbers, kept as text until its dtype is known.
+  """A dense nested array of JSON numbers, text until its dtype is known.
 
   Attributes:
     shape: the array's dimensions.
@@ -922,7 +922,7 @@ def _fill_example(value, example, doc: Document) -> None:
 
 
 def fill_examples(doc: Document, request) -> None:
-  """The `signature_name`, `context` and `examples` of a classify or regress body.
+  """The `signature_name`, `context` and `examples` of a classify body.
 
   Args:
     doc: the parsed body.
@@ -1037,7 +1037,7 @@ def outputs_json(outputs) -> Any:
 
 
 def classification_json(result) -> dict:
-  """TF Serving's MakeJsonFromClassificationResult: `results` of [label, score]."""
+  """TF Serving's MakeJsonFromClassificationResult: [label, score] lists."""
   if not result.classifications:
     raise ServingError(_INVALID, "Cannot convert empty "
                        "ClassificationResults to JSON")

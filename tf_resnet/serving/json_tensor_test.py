@@ -11,7 +11,8 @@ from tf_resnet.serving import json_tensor
 from tf_resnet.serving import manager
 
 _FLOAT, _DOUBLE = types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE
-_INT64, _UINT8, _INT32 = types_pb2.DT_INT64, types_pb2.DT_UINT8, types_pb2.DT_INT32
+_INT64, _UINT8 = types_pb2.DT_INT64, types_pb2.DT_UINT8
+_INT32 = types_pb2.DT_INT32
 _NUMPY = {_FLOAT: np.float32, _DOUBLE: np.float64, _INT64: np.int64,
           _UINT8: np.uint8, _INT32: np.int32}
 
