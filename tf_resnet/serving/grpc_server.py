@@ -4,7 +4,7 @@ import concurrent.futures
 from typing import Optional, Sequence
 
 import grpc
-from grpc_health.v1 import health
+from grpc_health.v1 import health as health_lib
 from grpc_health.v1 import health_pb2
 from grpc_health.v1 import health_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
@@ -39,7 +39,8 @@ class Server:
                socket_path: Optional[str] = None,
                channel_arguments: Sequence[tuple[str, object]] = (),
                config_file: Optional[str] = None,
-               config_file_poll_seconds: float = 0.0):
+               config_file_poll_seconds: float = 0.0,
+               health: bool = True):
     """Loads the models and starts serving.
 
     Args:
@@ -63,6 +64,7 @@ class Server:
       config_file: the --model_config_file `config` came from, re-read every
         `config_file_poll_seconds` (0: never).
       config_file_poll_seconds: see `config_file`.
+      health: serve grpc.health.v1.Health (HEALTH_SERVICE_NAMES).
 
     Raises:
       RuntimeError: if a port cannot be bound.
@@ -76,8 +78,10 @@ class Server:
         concurrent.futures.ThreadPoolExecutor(max_workers=workers),
         options=options)
     services.add_to_server(self._grpc, self.models, log_requests)
-    self.health = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
+    self.health = None
+    if health:
+      self.health = health_lib.HealthServicer()
+      health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
     address = (f"[{bind_address}]" if ":" in bind_address
                and not bind_address.startswith("[") else bind_address)
     if ssl_config is None:
@@ -111,6 +115,8 @@ class Server:
   def _set_health(self, serving: bool) -> None:
     state = (health_pb2.HealthCheckResponse.SERVING if serving
              else health_pb2.HealthCheckResponse.NOT_SERVING)
+    if self.health is None:
+      return
     for service in HEALTH_SERVICE_NAMES:
       self.health.set(service, state)
 
