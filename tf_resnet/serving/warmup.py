@@ -109,6 +109,12 @@ def replay(servable, iterations: int = 1) -> int:
       raise errors.ServingError(grpc.StatusCode.UNIMPLEMENTED,
                                 f"Unsupported log_type for warmup: {kind}")
     request = getattr(log, kind).request
+    # TF Serving runs the request on this version whatever its ModelSpec
+    # says; the handlers only need a name (and, MultiInference, per task).
+    specs = ([t.model_spec for t in request.tasks] if kind ==
+             "multi_inference_log" else [request.model_spec])
+    for spec in specs:
+      spec.name = spec.name or servable.name
     for _ in range(max(1, iterations)):
       handler(models, request)
       count += 1
