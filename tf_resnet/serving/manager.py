@@ -139,9 +139,21 @@ class _SessionRunner:
   def run(self, signature: str, inputs: dict[str, np.ndarray]
           ) -> dict[str, np.ndarray]:
     sig = self._signature_defs[signature]
-    feeds = {sig.inputs[k].name: v for k, v in inputs.items()}
+    graph = self._graph
+    feeds = {}
+    for alias, value in inputs.items():
+      tensor = graph.get_tensor_by_name(sig.inputs[alias].name)
+      if tensor.dtype != tf.string:
+        value = np.asarray(value, tensor.dtype.as_numpy_dtype)
+      feeds[tensor.ref()] = value
     names = list(sig.outputs)
-    values = self._session.run([sig.outputs[k].name for k in names], feeds)
+    fetches = [graph.get_tensor_by_name(sig.outputs[k].name) for k in names]
+    # Session.run refuses a feed whose shape differs from the placeholder's
+    # static shape, a check of the Python client alone: the C++ server does
+    # not make it (kernels see the real shapes, and a [1] tensor fed to a
+    # [None, 1] placeholder runs there). So the step runs below that check.
+    values = self._session._do_run(  # pylint: disable=protected-access
+        None, [], fetches, feeds, None, None)
     return dict(zip(names, values))
 
 
