@@ -1,12 +1,14 @@
-r"""Training throughput: the library's step, the conv peak and Keras `fit`.
+r"""Training throughput: the library's Trainer, the conv peak and Keras `fit`.
 
-Builds the step exactly as `tf_resnet.train` runs it: the zoo's network under
-the strategy of `make_strategy("default")`, the Caffe-form SGD with momentum
-0.9 and weight decay 1e-4 on the kernels, the `Task`'s per-replica step at a
-constant learning rate of 0.1, and a `tf.function` that runs several steps per
-call with `strategy.run` and sums the replicas' metrics, as the training loop
-does. It trains on one synthetic batch held in memory (no input pipeline), so
-it measures the step alone. The first call (tracing and warm-up) is not timed.
+Times the real `tf_resnet.training.trainer.Trainer`, built from the paper's
+config (`training.config.paper_config`) as `tf_resnet.train` builds it: the
+zoo's network under the strategy of `make_strategy("default")`, the
+Caffe-form SGD with momentum 0.9 and weight decay 1e-4 on the kernels, the
+`Task`'s per-replica step, and `Trainer.train(n)`, which runs n steps per
+`tf.function` call. The only difference from training is the input: one
+synthetic batch held in memory (each replica's slice on its device) instead of
+the input pipeline, so it measures the step alone. The learning rate is a
+constant 0.1. The first call (tracing and warm-up) is not timed.
 
 It reports images/s, the network's multiply-adds per image (from
 `cost.profile`), the training FLOP rate (a step counted as 3x the forward
@@ -40,21 +42,27 @@ import sys
 import time
 from typing import Optional
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tf_resnet import startup
 
-from tf_resnet import cli  # pylint: disable=unused-import,g-bad-import-order
+startup.quiet_tensorflow_logs()
+
+# pylint: disable=g-import-not-at-top,g-bad-import-order
 from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from tf_resnet.model import cost
+from tf_resnet import cli
+from tf_resnet.analysis import cost
+from tf_resnet.data import sources
+from tf_resnet.data import stats as stats_lib
 from tf_resnet.model import resnet
 from tf_resnet.model import zoo
-from tf_resnet.training import optimizer as optimizer_lib
-from tf_resnet.training import schedules
+from tf_resnet.training import config as config_lib
 from tf_resnet.training import strategy as strategy_lib
 from tf_resnet.training import task as task_lib
+from tf_resnet.training import trainer as trainer_lib
+# pylint: enable=g-import-not-at-top,g-bad-import-order
 
 _DEPTH = flags.DEFINE_integer("depth", None,
                               "Weight layers: ImageNet 18, 34, 50, 101, 152; "
@@ -85,6 +93,10 @@ _PROFILE_DIR = flags.DEFINE_string(
     "profile_dir", None, "Trace one call of --steps_per_call steps with "
     "TensorFlow's profiler into this directory and print the time by part of "
     "the step and by op type.")
+_PRECISION = flags.DEFINE_enum(
+    "precision", "float32", list(task_lib.PRECISIONS),
+    "The Trainer's precision (tf_resnet.train's --precision); the peak is "
+    "measured in its compute dtype.")
 _FORMAT = flags.DEFINE_enum("format", "table", ["table", "json"], "Output.")
 
 flags.mark_flags_as_required(["depth", "batch_size"])
@@ -92,7 +104,6 @@ flags.mark_flags_as_required(["depth", "batch_size"])
 _LEARNING_RATE = 0.1
 _MOMENTUM = 0.9
 _WEIGHT_DECAY = 1e-4
-_METRICS = ("loss", "errors", "examples", "nonfinite")
 # The peak convolution: a 3x3 layer of ResNet's first stage at batch 64.
 _PEAK_SHAPE = (64, 56, 56, 64)
 
@@ -154,11 +165,11 @@ def _synthetic_batch(batch: int, size: int, num_classes: int):
   return images, labels
 
 
-def _conv_peak(calls: int) -> float:
-  """GFLOP/s of a large 3x3 convolution: the machine's practical peak."""
+def _conv_peak(calls: int, dtype: tf.DType) -> float:
+  """GFLOP/s of a large 3x3 convolution in `dtype`: the machine's practical peak."""
   n, h, w, c = _PEAK_SHAPE
-  images = tf.random.normal(_PEAK_SHAPE, seed=3)
-  kernel = tf.random.normal([3, 3, c, c], stddev=0.05, seed=4)
+  images = tf.cast(tf.random.normal(_PEAK_SHAPE, seed=3), dtype)
+  kernel = tf.cast(tf.random.normal([3, 3, c, c], stddev=0.05, seed=4), dtype)
   conv = tf.function(lambda x, k: tf.nn.conv2d(x, k, 1, "SAME"))
   conv(images, kernel).numpy()  # Tracing and oneDNN's primitive.
   began = time.perf_counter()
@@ -170,69 +181,60 @@ def _conv_peak(calls: int) -> float:
 
 
 class _OurStep:
-  """The library's training step, several per call, on one batch in memory."""
+  """The library's Trainer, training on one batch held in memory."""
 
-  def __init__(self, config: zoo.ModelConfig, batch: int):
-    self.strategy = strategy_lib.make_strategy("default")
-    replicas = self.strategy.num_replicas_in_sync
+  def __init__(self, config: zoo.ModelConfig, batch: int, precision: str):
+    strategy = strategy_lib.make_strategy("default")
+    train_config = config_lib.paper_config(
+        config, dataset="synthetic", model_dir="/nonexistent",
+        batch_size=batch, kind="steps", boundaries=(),
+        learning_rate=_LEARNING_RATE, momentum=_MOMENTUM,
+        weight_decay=_WEIGHT_DECAY, warmup_learning_rate=None,
+        precision=precision)
+    images, labels = _synthetic_batch(batch, config.input_size,
+                                      config.num_classes)
+    replicas = strategy.num_replicas_in_sync
     if batch % replicas:
       raise ValueError(f"--batch_size={batch} must be divisible by the number "
                        f"of replicas ({replicas})")
-    # As the training loop does: the seed fixes the initial weights.
-    tf.random.set_seed(0)
-    with self.strategy.scope():
-      self.model = zoo.build_model(config)
-      variables = self.model.trainable_variables
-      optimizer = optimizer_lib.SGDMomentum(
-          variables, momentum=_MOMENTUM, weight_decay=_WEIGHT_DECAY,
-          decay_variables=task_lib.decayed_variables(self.model), name="sgd")
-      self.task = task_lib.Task(
-          self.model, optimizer,
-          schedules.PiecewiseConstant(_LEARNING_RATE, ()),
-          variables=variables, global_batch_size=batch)
-    images, labels = _synthetic_batch(batch, config.input_size,
-                                      config.num_classes)
-    per_replica = batch // replicas
 
-    def replica_batch(ctx):
-      start = ctx.replica_id_in_sync_group * per_replica
-      return (images[start:start + per_replica],
-              labels[start:start + per_replica])
+    def dataset_fn(ctx):
+      # Each replica's slice of the one batch, again and again: a pipeline
+      # hands its elements to its replicas in turn.
+      del ctx
+      size = config.input_size
+      return tf.data.Dataset.from_tensor_slices(
+          (tf.reshape(images, [replicas, -1, size, size, 3]),
+           tf.reshape(labels, [replicas, -1]))).cache().repeat()
 
-    # Each replica keeps its slice of the one batch on its own device.
-    self.batch = self.strategy.experimental_distribute_values_from_function(
-        replica_batch)
-    strategy = self.strategy
-    task = self.task
+    source = sources.SyntheticSource(config.family, config.num_classes)
+    statistics = stats_lib.Statistics(
+        mean_image=np.zeros([config.input_size, config.input_size, 3],
+                            np.float32),
+        eigenvalues=np.ones([3], np.float32),
+        eigenvectors=np.eye(3, dtype=np.float32), num_images=0,
+        pca_source="data")
+    self.trainer = trainer_lib.Trainer(train_config, strategy, source,
+                                       statistics, dataset_fn=dataset_fn)
+    self.strategy = strategy
+    self.model = self.trainer.model
 
-    @tf.function
-    def train_steps(batch, num_steps):
-      sums = tf.zeros([len(_METRICS)])
-      for _ in tf.range(num_steps):
-        out = strategy.run(task.train_step, args=(batch,))
-        sums += tf.stack([strategy.reduce(tf.distribute.ReduceOp.SUM, out[k],
-                                          axis=None) for k in _METRICS])
-      return sums
-
-    self._train_steps = train_steps
-
-  def run(self, num_steps: int) -> np.ndarray:
-    """Runs `num_steps` steps in one call; returns the summed metrics."""
-    return self._train_steps(self.batch, tf.constant(num_steps)).numpy()
+  def run(self, num_steps: int) -> trainer_lib.TrainMetrics:
+    """Runs `num_steps` steps in one call of the Trainer."""
+    return self.trainer.train(num_steps)
 
   def time(self, steps: int, steps_per_call: int) -> tuple[float, float]:
     """Seconds for `steps` steps in calls of `steps_per_call`, and mean loss."""
     calls = [steps_per_call] * (steps // steps_per_call)
     if steps % steps_per_call:
       calls.append(steps % steps_per_call)
-    sums = np.zeros(len(_METRICS))
+    seconds = loss = 0.0
     began = time.perf_counter()
     for num_steps in calls:
-      sums += self.run(num_steps)
+      metrics = self.run(num_steps)
+      loss += metrics.loss * num_steps
     seconds = time.perf_counter() - began
-    if sums[3]:
-      raise RuntimeError("the loss became non-finite during the timed steps")
-    return seconds, float(sums[0] / sums[2])
+    return seconds, loss / steps
 
 
 class _ZeroPadShortcut(tf.keras.layers.Layer):
@@ -419,15 +421,14 @@ def profile_summary(logdir: str) -> tuple[dict[str, float], dict[str, float]]:
 
 
 def main(argv):
-  del argv
+  cli.start(argv)
   load = os.getloadavg()[0]
   rss_at_start = _peak_rss_mib()
-  family = cli.family_hint("synthetic", None, "resnet", _DEPTH.value)
-  if _DATASET.value:
-    family = "cifar" if _DATASET.value == "cifar10" else "imagenet"
+  family = cli.family_hint(_DATASET.value or "synthetic", None, "resnet",
+                           _DEPTH.value)
   try:
     config = zoo.ModelConfig(family=family, depth=_DEPTH.value)
-    ours = _OurStep(config, _BATCH_SIZE.value)
+    ours = _OurStep(config, _BATCH_SIZE.value, _PRECISION.value)
   except ValueError as e:
     cli.fail(str(e))
   batch, steps = _BATCH_SIZE.value, _STEPS.value
@@ -438,7 +439,8 @@ def main(argv):
     seconds, loss = ours.time(steps, _STEPS_PER_CALL.value)
   rss = _peak_rss_mib()
   with _OthersLoad() as others_at_peak:
-    peak = _conv_peak(_PEAK_CALLS.value)
+    peak = _conv_peak(_PEAK_CALLS.value,
+                      ours.trainer.task.compute_dtype)
   rate = batch * steps / seconds
   train_gflops = 3 * 2 * profile.multiply_adds * rate / 1e9
   record = {
@@ -447,6 +449,7 @@ def main(argv):
       "tensorflow": tf.__version__, "network": config.display_name,
       "family": config.family, "depth": config.depth, "batch_size": batch,
       "image_size": size, "replicas": ours.strategy.num_replicas_in_sync,
+      "precision": _PRECISION.value,
       "steps": steps, "steps_per_call": _STEPS_PER_CALL.value,
       "images_per_sec": round(rate, 2),
       "others_cores": others.cores,
@@ -491,7 +494,7 @@ def main(argv):
         f"{steps} steps ({_STEPS_PER_CALL.value} per call); {cores} cores "
         f"({record['cpu']}), load {record['load_1min']}")
   print(f"{'what':<40} {'images/s':>10} {'per core':>10}")
-  print(f"{'tf_resnet step (Task, SGDMomentum)':<40} {rate:>10.1f} "
+  print(f"{'tf_resnet Trainer (' + _PRECISION.value + ')':<40} {rate:>10.1f} "
         f"{rate / cores:>10.1f}")
   if _COMPARE.value:
     keras_rate = record["keras_images_per_sec"]

@@ -12,18 +12,24 @@ Usage:
 """
 
 import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tf_resnet import startup
 
-from absl import app  # pylint: disable=g-import-not-at-top
+startup.quiet_tensorflow_logs()
+
+# pylint: disable=g-import-not-at-top,g-bad-import-order
+from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 
 from tf_resnet.data import pipeline
+from tf_resnet.exporting import actions as export_actions
 from tf_resnet.model import zoo
 from tf_resnet.training import config as config_lib
-from tf_resnet.training import loop
+from tf_resnet.training import train_lib
+# pylint: enable=g-import-not-at-top,g-bad-import-order
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None,
                                  "The run's directory, shared by the workers.")
@@ -40,7 +46,8 @@ def make_config(model_dir: str, train_steps: int = 6,
   """The tiny run both workers make: ResNet-8 on digits, 6 steps of batch 16."""
   return config_lib.TrainConfig(
       model=zoo.ModelConfig(family="cifar", depth=8, num_classes=10),
-      data=config_lib.DataConfig(dataset="digits"),
+      # A validation split, so that the best checkpoint is kept too.
+      data=config_lib.DataConfig(dataset="digits", holdout=100),
       input=pipeline.InputConfig(global_batch_size=16),
       schedule=config_lib.ScheduleConfig(kind="steps", boundaries=()),
       model_dir=model_dir,
@@ -59,8 +66,9 @@ def main(argv):
   # Without -v, TensorFlow would log every collective it launches.
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  result = loop.train(make_config(_MODEL_DIR.value, _TRAIN_STEPS.value,
-                                  _EXPORT_DIR.value))
+  result = train_lib.train(
+      make_config(_MODEL_DIR.value, _TRAIN_STEPS.value, _EXPORT_DIR.value),
+      make_actions=lambda e: export_actions.for_experiment(e, sys.stdout))
   # Weights are mirrored: this worker's copy. Batch-norm statistics are each
   # worker's own and read as their mean over the workers, as a checkpoint
   # saves them.

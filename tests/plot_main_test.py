@@ -13,7 +13,7 @@ import matplotlib.image
 from tf_resnet.data import pipeline
 from tf_resnet.model import zoo
 from tf_resnet.training import config as config_lib
-from tf_resnet.training import loop
+from tf_resnet.training import train_lib
 
 _TIMEOUT_SECS = 240
 
@@ -51,7 +51,7 @@ class PlotMainTest(absltest.TestCase):
           schedule=config_lib.ScheduleConfig(kind="steps", boundaries=(6, 9)),
           model_dir=model_dir, train_steps=steps, steps_per_loop=3,
           eval_every_steps=6, monitor_test=True)
-      loop.train(config, io.StringIO())
+      train_lib.train(config, progress_stream=io.StringIO())
       if planned != steps:  # As if stopped by the session's end.
         with open(os.path.join(model_dir, "config.json")) as f:
           values = json.load(f)

@@ -4,15 +4,34 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import tempfile
 import urllib.request
 import zlib
 
 from absl.testing import absltest
+import grpc
+from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2_grpc
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from tf_resnet.serving import protocol
 from tf_resnet.testing import exports
 from tf_resnet.testing import images
 from tf_resnet.testing import processes
+
+
+def _until_serving(server: subprocess.Popen) -> list[str]:
+  """The server's stdout lines up to "Serving gRPC on ..." (fails if it exits)."""
+  lines = []
+  while not lines or "Serving gRPC on" not in lines[-1]:
+    line = server.stdout.readline()
+    if not line:
+      server.kill()
+      raise AssertionError("the server exited:\n" + "".join(lines) +
+                           server.stderr.read()[-3000:])
+    lines.append(line)
+  return lines
 
 
 class ServingMainTest(absltest.TestCase):
@@ -80,12 +99,106 @@ class ServingMainTest(absltest.TestCase):
     self.assertIn("method=Classify model=m version=1 "
                   "signature=serving_default status=OK", err)
 
+  def _classify(self, port: int, model: str):
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+      stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+      return stub.Classify(protocol.classify_request(
+          [images.solid_png(0)], model, "serving_default"), timeout=60)
+
+  def test_tf_servings_docker_entrypoint_with_a_config_file_and_its_flags(self):
+    # Fault 8: the Docker image's entrypoint always passes --model_name and
+    # --model_base_path; users append --model_config_file and flags of the
+    # real server. All of it used to abort start-up.
+    port, rest = processes.free_ports(2)
+    tmp = tempfile.mkdtemp()
+    config = os.path.join(tmp, "models.config")
+    with open(config, "w") as f:
+      f.write('model_config_list { config { name: "from_config" '
+              f'base_path: "{self.base}" model_platform: "tensorflow" }} }}')
+    batching = os.path.join(tmp, "batching.config")
+    with open(batching, "w") as f:  # From TF Serving's batching guide.
+      f.write("max_batch_size { value: 128 }\n"
+              "batch_timeout_micros { value: 0 }\n"
+              "max_enqueued_batches { value: 1000000 }\n"
+              "num_batch_threads { value: 2 }\n"
+              "enable_large_batch_splitting { value: true }\n"
+              "max_execution_batch_size { value: 32 }\n"
+              "allowed_batch_sizes: 8 allowed_batch_sizes: 32\n")
+    server = processes.start(
+        "tf_resnet.serving.server",
+        # tf_serving_entrypoint.sh, MODEL_NAME=resnet, MODEL_BASE_PATH=/models
+        f"--port={port}", f"--rest_api_port={rest}", "--model_name=resnet",
+        "--model_base_path=/models/resnet",
+        # "$@": what users add.
+        f"--model_config_file={config}",
+        "--model_config_file_poll_wait_seconds=60",
+        "--enable_batching", f"--batching_parameters_file={batching}",
+        "--tensorflow_intra_op_parallelism=1",
+        "--tensorflow_inter_op_parallelism=1",
+        "--grpc_channel_arguments=grpc.max_connection_age_ms=2000",
+        "--enable_model_warmup=true", "--max_num_load_retries=5",
+        "--load_retry_interval_micros=60000000", "--saved_model_tags=serve",
+        "--xla_cpu_compilation_enabled=false", "--per_process_gpu_memory_"
+        "fraction=0.5", "--an_argument_no_server_knows=1")
+    try:
+      lines = _until_serving(server)
+      # As main.cc: named, the usage shown, and the server starts anyway.
+      self.assertEqual(lines[0],
+                       "unknown argument: --an_argument_no_server_knows=1\n")
+      self.assertIn("{'from_config': {1: 30}}", lines[-1])
+      response = self._classify(port, "from_config")
+      self.assertEqual(response.model_spec.version.value, 1)
+      with self.assertRaises(grpc.RpcError) as ctx:  # The config file won.
+        self._classify(port, "resnet")
+      self.assertEqual(ctx.exception.code(), grpc.StatusCode.NOT_FOUND)
+    finally:
+      server.send_signal(signal.SIGTERM)
+      _, err = server.communicate(timeout=60)
+    self.assertEqual(server.returncode, 0, err[-2000:])
+    self.assertIn("--model_config_file is set: --model_name and "
+                  "--model_base_path are ignored", err)
+    self.assertIn("--per_process_gpu_memory_fraction is accepted for "
+                  "compatibility with tensorflow_model_server and has no "
+                  "effect here: this server runs on the CPU", err)
+    self.assertEqual(err.count("has no effect here"), 2)
+
+  def test_the_kubernetes_example_serves_and_answers_health_checks(self):
+    # TF Serving's resnet_k8s.yaml runs the image's entrypoint with
+    # MODEL_NAME=resnet; kubelet and grpc_health_probe then ask the health
+    # service (fault 11: the real server's names were NOT_FOUND).
+    models = tempfile.mkdtemp()
+    os.symlink(self.base, os.path.join(models, "resnet"))
+    port, rest = processes.free_ports(2)
+    server = processes.start(
+        "tf_resnet.serving.server", f"--port={port}", f"--rest_api_port={rest}",
+        "--model_name=resnet", f"--model_base_path={models}/resnet",
+        "--enable_grpc_healthcheck_service=true")
+    try:
+      _until_serving(server)
+      self.assertLen(self._classify(port, "resnet").result.classifications, 1)
+      with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "ModelService", "PredictionService",
+                        "tensorflow.serving.ModelService",
+                        "tensorflow.serving.PredictionService"):
+          self.assertEqual(
+              health.Check(health_pb2.HealthCheckRequest(service=service),
+                           timeout=10).status,
+              health_pb2.HealthCheckResponse.SERVING, service)
+    finally:
+      processes.stop(server)
+
+  def test_version_prints_and_exits(self):
+    result = processes.run("tf_resnet.serving.server", "--version")
+    self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+    self.assertRegex(result.stdout, r"^TensorFlow ModelServer: tf_resnet "
+                     r"\S+ .*\nTensorFlow Library: 2\.")
+
   def test_bad_command_lines(self):
-    both = processes.run("tf_resnet.serving.server",
-                         f"--model_base_path={self.base}",
-                         "--model_config_file=x.config")
-    self.assertNotEqual(both.returncode, 0)
-    self.assertIn("exactly one of --model_base_path", both.stderr)
+    neither = processes.run("tf_resnet.serving.server")
+    self.assertNotEqual(neither.returncode, 0)
+    self.assertIn("give --model_base_path (with --model_name) or "
+                  "--model_config_file", neither.stderr)
     missing = processes.run("tf_resnet.serving.server",
                             "--model_base_path=/nonexistent")
     self.assertIn("base path /nonexistent does not exist", missing.stderr)

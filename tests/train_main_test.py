@@ -41,7 +41,9 @@ for path in sys.argv[1:]:
   FLAGS(["train", "--flagfile=" + path])
   print(json.dumps({"path": path, **{name: FLAGS[name].value for name in (
       "dataset", "model", "depth", "shortcut", "batch_size", "train_steps",
-      "schedule", "lr_boundaries", "learning_rate", "momentum",
+      "schedule", "lr_boundaries", "learning_rate", "momentum", "holdout",
+      "monitor_test", "plateau_patience", "plateau_threshold",
+      "min_learning_rate",
       "weight_decay", "warmup_learning_rate")}}))
 """
 
@@ -151,7 +153,8 @@ class TrainMainTest(parameterized.TestCase):
     self.assertIn(first_run[-1], {last, last - 5})
     self.assertEqual(first_run, list(range(5, first_run[-1] + 1, 5)))
     self.assertGreaterEqual(first_run[-1], resumed_at)
-    evals = _metrics(model_dir, "eval")
+    # Without a holdout the final evaluation is of the test split, logged.
+    evals = _metrics(model_dir, "test")
     self.assertEqual([r["step"] for r in evals], [60])
 
     evaluation = processes.run("tf_resnet.evaluate", f"--model_dir={model_dir}",
@@ -168,6 +171,35 @@ class TrainMainTest(parameterized.TestCase):
     # different batch size may round a near-tie the other way.
     self.assertAlmostEqual(record["top1_error"], evals[0]["top1_error"],
                            delta=1.01 / 360)
+
+  def test_a_damaged_checkpoint_is_named_and_training_falls_back(self):
+    model_dir = self._tempdir()
+    args = _TINY + ("--checkpoint_every_steps=2", "--steps_per_loop=2",
+                    f"--model_dir={model_dir}")
+    first = _train(*args, "--train_steps=6")
+    self.assertEqual(first.returncode, 0, first.stderr)
+    newest = os.path.join(model_dir, "ckpt-6")
+    (data,) = glob.glob(newest + ".data-*")
+    with open(data, "r+b") as f:
+      f.truncate(os.path.getsize(data) // 2)
+    for module, extra in (("tf_resnet.evaluate", ()),
+                          ("tf_resnet.export",
+                           (f"--export_dir={self._tempdir()}",))):
+      with self.subTest(module):
+        result = processes.run(module, f"--model_dir={model_dir}", *extra)
+        self.assertEqual(result.returncode, 1)
+        line = _error_line(result.stderr, "error: ")
+        self.assertIn(f"the newest checkpoint {newest} is damaged", line)
+        self.assertIn(f"pass --checkpoint={model_dir}/ckpt-4", line)
+        self.assertNotIn("Traceback", result.stderr)
+    resumed = _train(*args, "--train_steps=8")
+    self.assertEqual(resumed.returncode, 0, resumed.stderr)
+    self.assertIn(f"skipped damaged checkpoint(s) {newest}", resumed.stdout)
+    self.assertIn(f"Resumed from {model_dir}/ckpt-4 at step 4",
+                  resumed.stdout)
+    self.assertEqual(_progress_steps(resumed.stdout), [6, 8])
+    self.assertNotEmpty(glob.glob(os.path.join(
+        model_dir, "damaged", "*", os.path.basename(data))))
 
   def test_sigterm_saves_and_the_same_command_resumes(self):
     model_dir = self._tempdir()
@@ -298,8 +330,8 @@ class TrainMainTest(parameterized.TestCase):
     model_dir = self._tempdir()
     result = _train(
         "--flagfile=" + os.path.join(_ROOT, "flags", "resnet20_cifar10.flags"),
-        "--dataset=digits", "--train_steps=2", "--steps_per_loop=1",
-        "--batch_size=16", f"--model_dir={model_dir}")
+        "--dataset=digits", "--holdout=100", "--train_steps=2",
+        "--steps_per_loop=1", "--batch_size=16", f"--model_dir={model_dir}")
     self.assertEqual(result.returncode, 0, result.stderr)
     self.assertStartsWith(result.stdout, "Training ResNet-20 (A) on digits")
     self.assertEqual(_progress_steps(result.stdout), [1, 2])
@@ -343,12 +375,20 @@ class TrainMainTest(parameterized.TestCase):
         self.assertEqual(values["learning_rate"], 0.1)
         self.assertEqual(values["momentum"], 0.9)
         self.assertEqual(values["weight_decay"], 1e-4)
+        # Decisions on a split of the training set; the test (ImageNet:
+        # validation) set is only logged.
+        self.assertTrue(values["monitor_test"])
         if imagenet:  # Section 3.4.
           self.assertEqual(values["batch_size"], 256)
           self.assertEqual(values["train_steps"], 600_000)
           self.assertEqual(values["schedule"], "plateau")
           self.assertIsNone(values["lr_boundaries"])
+          self.assertEqual(values["holdout"], 50_000)
+          self.assertEqual(values["plateau_patience"], 3)
+          self.assertEqual(values["plateau_threshold"], 0.001)
+          self.assertEqual(values["min_learning_rate"], 0.001)
         else:  # Section 4.2.
+          self.assertEqual(values["holdout"], 5000)
           self.assertEqual(values["batch_size"], 128)
           self.assertEqual(values["train_steps"], 64_000)
           self.assertEqual(values["schedule"], "steps")

@@ -15,66 +15,66 @@ tf.Example `image/encoded`, multi-scale), `predict` (image bytes),
 """
 
 
-from tf_resnet import cli  # Sets TF's log level before TensorFlow loads.
-from absl import app  # pylint: disable=g-bad-import-order
-from absl import flags
-from absl import logging
+from tf_resnet import startup
 
+startup.quiet_tensorflow_logs()
+
+# pylint: disable=g-import-not-at-top,g-bad-import-order
+from absl import app
+from absl import flags
+
+from tf_resnet import cli
+from tf_resnet import families
 from tf_resnet.data import sources
 from tf_resnet.exporting import serving_module
 from tf_resnet.exporting import writer
 from tf_resnet.training import run_dir
+# pylint: enable=g-import-not-at-top,g-bad-import-order
 
-FLAGS = flags.FLAGS
-
-flags.DEFINE_string("model_dir", None, "The training run to export.")
-flags.DEFINE_string("checkpoint", None,
-                    "A checkpoint path (default: the latest in --model_dir).")
-flags.DEFINE_bool("best", False, "Export the best checkpoint by validation "
-                  "error (--model_dir/best) instead of the latest.")
-flags.DEFINE_string("export_dir", None,
-                    "The model's base path; the export goes in a numbered "
-                    "subdirectory.")
-flags.DEFINE_integer("version", None,
-                     "Version number (default: one above the highest).")
-flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
-flags.DEFINE_list("scales", None,
-                  "Shorter sides of the multi-scale test (default "
-                  "224,256,384,480,640 for ImageNet; CIFAR's native 32x32).")
-flags.DEFINE_bool("flip", False, "Also average the mirrored views.")
-flags.DEFINE_integer("top_k", 5, "Classes returned per image.")
-flags.DEFINE_string("labels", None,
-                    "A file with one class name per line (default: the run's "
-                    "labels.txt: TFDS's names, CIFAR's, the folder names).")
-flags.mark_flags_as_required(["model_dir", "export_dir"])
+_RUN = cli.define_run_flags("export")
+_EXPORT_DIR = flags.DEFINE_string(
+    "export_dir", None, "The model's base path; the export goes in a "
+    "numbered subdirectory.", required=True)
+_VERSION = flags.DEFINE_integer(
+    "version", None, "Version number (default: one above the highest).",
+    lower_bound=1)
+_OVERWRITE = flags.DEFINE_bool("overwrite", False,
+                               "Replace an existing version.")
+_SCALES = flags.DEFINE_list(
+    "scales", None, "Shorter sides of the multi-scale test (default "
+    f"{','.join(map(str, families.IMAGENET.test_scales))} for ImageNet; "
+    "CIFAR's native 32x32).")
+_FLIP = flags.DEFINE_bool("flip", False, "Also average the mirrored views.")
+_TOP_K = flags.DEFINE_integer("top_k", 5, "Classes returned per image.",
+                              lower_bound=1)
+_LABELS = flags.DEFINE_string(
+    "labels", None, "A file with one class name per line (default: the "
+    "run's labels.txt: TFDS's names, CIFAR's, the folder names).")
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
+  cli.start(argv)
   try:
-    trained = run_dir.load(FLAGS.model_dir)
+    trained = run_dir.load(_RUN.model_dir.value)
     labels = trained.labels
-    if FLAGS.labels:
-      with open(FLAGS.labels) as f:
+    if _LABELS.value:
+      with open(_LABELS.value) as f:
         labels = f.read().splitlines()
     elif labels is None:  # A run from before labels.txt: the data's names.
       labels = list(sources.parse(
           trained.data.dataset, data_dir=trained.data.data_dir,
           family=trained.model.family).class_names)
-    model, step, path = run_dir.restore(trained, FLAGS.checkpoint,
-                                        FLAGS.best)
+    model, step, path = run_dir.restore(trained, _RUN.checkpoint.value,
+                                        _RUN.best.value)
   except (run_dir.RunDirError, sources.DataError, OSError) as e:
     cli.fail(str(e))
   try:
     module = serving_module.for_run(
         model, trained.model.family, trained.statistics.mean_image, labels,
-        scales=[int(s) for s in FLAGS.scales or []], flip=FLAGS.flip,
-        top_k=FLAGS.top_k)
-    exported = writer.write(module, FLAGS.export_dir, FLAGS.version,
-                            overwrite=FLAGS.overwrite)
+        scales=[int(s) for s in _SCALES.value or []], flip=_FLIP.value,
+        top_k=_TOP_K.value)
+    exported = writer.write(module, _EXPORT_DIR.value, _VERSION.value,
+                            overwrite=_OVERWRITE.value)
   except (ValueError, FileExistsError) as e:
     cli.fail(str(e))
   print(f"Exported {trained.model.display_name} at step {step} "

@@ -34,7 +34,7 @@ from absl import logging
 
 from tf_resnet.data import pipeline
 from tf_resnet.data import sources
-from tf_resnet.model import responses as responses_lib
+from tf_resnet.analysis import responses as responses_lib
 from tf_resnet.reporting import figures
 from tf_resnet.reporting import logs
 from tf_resnet.reporting import tables

@@ -8,40 +8,28 @@ Examples:
 """
 
 import json
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tf_resnet import startup
 
-from absl import app  # pylint: disable=g-import-not-at-top
+startup.quiet_tensorflow_logs()
+
+# pylint: disable=g-import-not-at-top,g-bad-import-order
+from absl import app
 from absl import flags
 
-from tf_resnet.model import describe
-from tf_resnet.model import zoo
-
-# The paper's data sets and the network family each one trains.
-DATASET_FAMILIES = {"imagenet2012": "imagenet", "cifar10": "cifar"}
+from tf_resnet import cli
+from tf_resnet import families
+from tf_resnet.analysis import describe
+# pylint: enable=g-import-not-at-top,g-bad-import-order
 
 _DATASET = flags.DEFINE_enum(
-    "dataset", "imagenet2012", list(DATASET_FAMILIES),
-    "Data set the network is built for. imagenet2012: the ImageNet family "
-    "(Table 1: 7x7/2 stem, four stages, 224x224 crops, 1000 classes). "
-    "cifar10: the CIFAR-10 family (section 4.2: 6n+2 layers, 32x32, 10 "
-    "classes).")
-_MODEL = flags.DEFINE_enum(
-    "model", "resnet", list(zoo.ARCHITECTURES),
-    "resnet: residual network. plain: the same stack without shortcuts. "
-    "vgg19: VGG-19, the paper's Fig. 3 reference (ImageNet only).")
-_DEPTH = flags.DEFINE_integer(
-    "depth", None,
-    "Weight layers. ImageNet: 18, 34, 50, 101 or 152 (default 34). CIFAR-10: "
-    "6n+2, e.g. 20, 32, 44, 56, 110, 1202 (default 20). VGG: 19.")
-_SHORTCUT = flags.DEFINE_enum(
-    "shortcut", None, ["A", "B", "C"],
-    "Shortcut option of section 3.3 for a ResNet. A: identity, zero-padded "
-    "where dimensions grow. B: projections where dimensions grow. C: "
-    "projections everywhere. Default: B on ImageNet, A on CIFAR-10, as in "
-    "the paper.")
+    "dataset", families.IMAGENET.dataset,
+    [f.dataset for f in families.FAMILIES.values()],
+    "Data set the network is built for: "
+    + "; ".join(f"{f.dataset}: the {f.description} family"
+                for f in families.FAMILIES.values()) + ".")
+_MODEL = cli.define_model_flags()
 _INPUT_SIZE = flags.DEFINE_integer(
     "input_size", None,
     "Square input size to count at (default: 224 on ImageNet, 32 on "
@@ -56,29 +44,12 @@ _ZOO = flags.DEFINE_bool(
     "Summarize every network of the paper (ImageNet and CIFAR-10, residual, "
     "plain and VGG-19) beside its published size and cost, one line each.")
 
-
-def _model_config() -> zoo.ModelConfig:
-  return zoo.ModelConfig(family=DATASET_FAMILIES[_DATASET.value],
-                         architecture=_MODEL.value, depth=_DEPTH.value,
-                         shortcut=_SHORTCUT.value)
-
-
-@flags.multi_flags_validator(["dataset", "model", "depth", "shortcut"],
-                             message="invalid network")
-def _check_network(values) -> bool:
-  """Rejects a network the paper's families do not have, before any work."""
-  try:
-    zoo.ModelConfig(family=DATASET_FAMILIES[values["dataset"]],
-                    architecture=values["model"], depth=values["depth"],
-                    shortcut=values["shortcut"])
-  except ValueError as e:
-    raise flags.ValidationError(str(e)) from None
-  return True
+cli.validate_network(
+    lambda values: families.DATASET_FAMILIES[values["dataset"]], ["dataset"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  cli.start(argv)
   if _ZOO.value:
     summaries = [describe.summarize(c) for c in describe.paper_configs()]
     if _FORMAT.value == "json":
@@ -87,7 +58,7 @@ def main(argv):
     else:
       print(describe.format_zoo(summaries))
     return
-  config = _model_config()
+  config = _MODEL.config(families.DATASET_FAMILIES[_DATASET.value])
   min_size = config.input_size
   if _INPUT_SIZE.value is not None and _INPUT_SIZE.value < min_size:
     raise app.UsageError(f"--input_size must be at least {min_size} for the "

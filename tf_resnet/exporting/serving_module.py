@@ -24,12 +24,18 @@ Every image is processed at its own size: a request may mix sizes.
 from typing import Optional, Sequence
 
 import tensorflow as tf
+from tensorflow_serving.apis import classification_pb2
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_log_pb2
 
 from tf_resnet.data import transforms
 
 IMAGE_FEATURE = "image/encoded"
 CLASSIFY_SIGNATURES = ("serving_default", "classification",
                        "classify_single_view")
+PREDICT_BYTES_SIGNATURES = ("predict", "predict_single_view")
+# Batch sizes of the recorded warm-up requests: one, and a small batch.
+WARMUP_BATCH_SIZES = (1, 2)
 
 
 def _check_image(data: tf.Tensor) -> tf.Tensor:
@@ -190,6 +196,60 @@ class ServingModule(tf.Module):
         "predict_images": predict_images,
         "predict_single_view": predict_single_view,
     }
+
+
+def _warmup_image(size: int, seed: int) -> tf.Tensor:
+  """A deterministic RGB image, [size, size, 3] uint8."""
+  return tf.cast(tf.random.stateless_uniform([size, size, 3], [seed, 7],
+                                             maxval=256, dtype=tf.int32),
+                 tf.uint8)
+
+
+def warmup_requests(module: ServingModule, model_name: str
+                    ) -> list[prediction_log_pb2.PredictionLog]:
+  """TF Serving's warm-up records: real requests for each signature.
+
+  TensorFlow Serving (and this project's server) replay these from
+  `assets.extra/tf_serving_warmup_requests` before a version takes traffic,
+  so the first client does not pay for tracing and kernel selection. Each
+  signature gets a request of one image and one of a small batch.
+
+  Args:
+    module: the exported module (its family sets the image size).
+    model_name: the name recorded in each request's ModelSpec (the server
+      runs them on the loading version whatever the name).
+
+  Returns:
+    PredictionLogs: classify requests for the classify signatures, predict
+    requests for the others.
+  """
+  size = (transforms.CIFAR_SIZE if module.family == "cifar"
+          else transforms.IMAGENET_CROP)
+  logs = []
+  for batch in WARMUP_BATCH_SIZES:
+    pixels = [_warmup_image(size, seed) for seed in range(batch)]
+    pngs = [tf.io.encode_png(p).numpy() for p in pixels]
+    for key in CLASSIFY_SIGNATURES:
+      log = prediction_log_pb2.PredictionLog()
+      request = log.classify_log.request
+      request.model_spec.name = model_name
+      request.model_spec.signature_name = key
+      for png in pngs:
+        example = request.input.example_list.examples.add()
+        example.features.feature[IMAGE_FEATURE].bytes_list.value.append(png)
+      logs.append(log)
+    inputs = {key: ("image_bytes", tf.make_tensor_proto(pngs))
+              for key in PREDICT_BYTES_SIGNATURES}
+    inputs["predict_images"] = ("images",
+                                tf.make_tensor_proto(tf.stack(pixels)))
+    for key, (alias, tensor) in inputs.items():
+      log = prediction_log_pb2.PredictionLog()
+      request = log.predict_log.request
+      request.model_spec.name = model_name
+      request.model_spec.signature_name = key
+      request.inputs[alias].CopyFrom(tensor)
+      logs.append(log)
+  return logs
 
 
 def for_run(model: tf.Module, family: str, mean_image, labels: Sequence[str],

@@ -3,7 +3,9 @@
 TensorFlow Serving (and this project's server) watch `base_path` for numeric
 subdirectories. The export is written under a temporary, non-numeric name in
 the same directory and renamed into place, so a watcher never sees half a
-model; the classify signatures get TF Serving's classify method name.
+model; the classify signatures get TF Serving's classify method name, and
+`assets.extra/tf_serving_warmup_requests` records real requests for every
+signature, which TF Serving replays before the version takes traffic.
 """
 
 import os
@@ -16,6 +18,20 @@ from tensorflow.python.saved_model import method_name_updater  # pylint: disable
 from tf_resnet.exporting import serving_module
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
+# Where TF Serving reads a version's warm-up requests (a TFRecord file of
+# PredictionLog; servables/tensorflow/saved_model_warmup_util.cc).
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+
+
+def write_warmup(module: serving_module.ServingModule, version_dir: str,
+                 model_name: str) -> str:
+  """Writes the module's warm-up requests into a version directory."""
+  path = os.path.join(version_dir, WARMUP_FILE)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with tf.io.TFRecordWriter(path) as f:
+    for log in serving_module.warmup_requests(module, model_name):
+      f.write(log.SerializeToString())
+  return path
 
 
 def versions(base_path: str) -> list[int]:
@@ -62,6 +78,7 @@ def write(module: serving_module.ServingModule, base_path: str,
       updater.replace_method_name(signature_key=key,
                                   method_name=CLASSIFY_METHOD, tags="serve")
     updater.save()
+    write_warmup(module, tmp, os.path.basename(os.path.normpath(base_path)))
     if os.path.exists(final):
       old = os.path.join(base_path, f".old-{version}-{os.getpid()}")
       os.rename(final, old)

@@ -2,7 +2,8 @@
 
 Variables are created eagerly in the constructors from known shapes, so a
 network can be counted, checkpointed and restored before it sees an image.
-Every weight layer reports its multiply-adds to `cost.record`.
+Every layer reports its call (a weight layer also its multiply-adds) to
+`hooks.record`, for the analyses in `tf_resnet.analysis`.
 """
 
 import math
@@ -10,7 +11,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from tf_resnet.model import cost
+from tf_resnet.model import hooks
 
 _PADDINGS = ("SAME", "VALID")
 
@@ -126,7 +127,7 @@ class Conv2D(tf.Module):
       outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, inputs.dtype))
     height, width = outputs.shape[1], outputs.shape[2]
     if height is not None and width is not None:
-      cost.record(self, "conv", outputs,
+      hooks.record(self, "conv", outputs,
                   height * width * self.out_channels
                   * self.kernel_size**2 * self.in_channels)
     return outputs
@@ -195,19 +196,11 @@ class BatchNorm(tf.Module):
 
   @tf.Module.with_name_scope
   def __call__(self, inputs: tf.Tensor, *, is_training: bool) -> tf.Tensor:
-    if is_training and self.cross_replica and _num_replicas() > 1:
-      outputs, mean, variance = self._global_batch_norm(inputs)
-      momentum = 1.0 - self.decay
-      self.moving_mean.assign_sub(momentum * (self.moving_mean - mean))
-      self.moving_variance.assign_sub(
-          momentum * (self.moving_variance - variance))
-    elif is_training:
-      # The fused kernel returns the Bessel-corrected batch variance, meant
-      # for the moving average; it normalizes with the biased one.
-      outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-          x=inputs, scale=self.scale, offset=self.offset,
-          mean=tf.zeros([0]), variance=tf.zeros([0]),
-          epsilon=self.epsilon, data_format="NHWC", is_training=True)
+    if is_training:
+      if self.cross_replica and _num_replicas() > 1:
+        outputs, mean, variance = self._global_batch_norm(inputs)
+      else:
+        outputs, mean, variance = self._local_batch_norm(inputs)
       momentum = 1.0 - self.decay
       self.moving_mean.assign_sub(momentum * (self.moving_mean - mean))
       self.moving_variance.assign_sub(
@@ -217,8 +210,21 @@ class BatchNorm(tf.Module):
           x=inputs, scale=self.scale, offset=self.offset,
           mean=self.moving_mean, variance=self.moving_variance,
           epsilon=self.epsilon, data_format="NHWC", is_training=False)
-    cost.record(self, "batch_norm", outputs)
+    hooks.record(self, "batch_norm", outputs)
     return outputs
+
+  def _local_batch_norm(self, inputs: tf.Tensor):
+    """Normalizes with this replica's batch statistics (the fused kernel).
+
+    Returns:
+      The outputs, the batch mean, and the unbiased batch variance (for the
+      moving average; the kernel normalizes with the biased one).
+    """
+    outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+        x=inputs, scale=self.scale, offset=self.offset,
+        mean=tf.zeros([0]), variance=tf.zeros([0]),
+        epsilon=self.epsilon, data_format="NHWC", is_training=True)
+    return outputs, mean, variance
 
   def _global_batch_norm(self, inputs: tf.Tensor):
     """Normalizes with the statistics of the batch over all replicas.
@@ -268,7 +274,7 @@ class Linear(tf.Module):
   def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
     outputs = (tf.matmul(inputs, tf.cast(self.kernel, inputs.dtype))
                + tf.cast(self.bias, inputs.dtype))
-    cost.record(self, "linear", outputs, self.in_features * self.out_features)
+    hooks.record(self, "linear", outputs, self.in_features * self.out_features)
     return outputs
 
 
@@ -289,7 +295,7 @@ class MaxPool(tf.Module):
   @tf.Module.with_name_scope
   def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
     outputs = tf.nn.max_pool2d(inputs, self.window, self.stride, "SAME")
-    cost.record(self, "max_pool", outputs)
+    hooks.record(self, "max_pool", outputs)
     return outputs
 
 
@@ -299,5 +305,5 @@ class GlobalAveragePool(tf.Module):
   @tf.Module.with_name_scope
   def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
     outputs = tf.reduce_mean(inputs, axis=(1, 2))
-    cost.record(self, "average_pool", outputs)
+    hooks.record(self, "average_pool", outputs)
     return outputs

@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
-from tf_resnet.model import cost
+from tf_resnet.model import hooks
 from tf_resnet.model import layers
 
 SHORTCUTS = ("A", "B", "C")
@@ -200,7 +200,7 @@ class Stage(tf.Module):
     outputs = inputs
     for block in self.blocks:
       outputs = block(outputs, is_training=is_training)
-    cost.record(self, "stage", outputs)
+    hooks.record(self, "stage", outputs)
     return outputs
 
 
@@ -231,7 +231,7 @@ class Stem(tf.Module):
   @tf.Module.with_name_scope
   def __call__(self, inputs: tf.Tensor, *, is_training: bool) -> tf.Tensor:
     outputs = tf.nn.relu(self.bn(self.conv(inputs), is_training=is_training))
-    cost.record(self, "stem_conv", outputs)
+    hooks.record(self, "stem_conv", outputs)
     if self.pool is not None:
       outputs = self.pool(outputs)
     return outputs

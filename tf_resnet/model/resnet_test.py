@@ -6,8 +6,8 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
-from tf_resnet.model import cost
-from tf_resnet.model import paper
+from tf_resnet.analysis import cost
+from tf_resnet.analysis import paper
 from tf_resnet.model import resnet
 
 

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from tf_resnet.model import cost
+from tf_resnet.model import hooks
 from tf_resnet.model import layers
 
 # Configuration E: convolutions per stage and their widths.
@@ -55,7 +55,7 @@ class VGGStage(tf.Module):
         outputs = self.bns[i](outputs, is_training=is_training)
       outputs = tf.nn.relu(outputs)
     outputs = tf.nn.max_pool2d(outputs, 2, 2, "VALID")
-    cost.record(self, "stage", outputs)
+    hooks.record(self, "stage", outputs)
     return outputs
 
 

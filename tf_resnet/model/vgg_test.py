@@ -3,8 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
-from tf_resnet.model import cost
-from tf_resnet.model import paper
+from tf_resnet.analysis import cost
+from tf_resnet.analysis import paper
 from tf_resnet.model import vgg
 
 

@@ -8,20 +8,11 @@ construction (so a bad depth fails before anything is built) and builds the
 import dataclasses
 from typing import Optional, Union
 
+from tf_resnet import families
 from tf_resnet.model import resnet
 from tf_resnet.model import vgg
 
-FAMILIES = ("imagenet", "cifar")
 ARCHITECTURES = ("resnet", "plain", "vgg19")
-
-# What the paper trains on each family: input size, classes, default shortcut
-# and default depth.
-_INPUT_SIZE = {"imagenet": 224, "cifar": 32}
-_NUM_CLASSES = {"imagenet": 1000, "cifar": 10}
-_DEFAULT_SHORTCUT = {"imagenet": "B", "cifar": "A"}
-_DEFAULT_DEPTH = {("imagenet", "resnet"): 34, ("imagenet", "plain"): 34,
-                  ("cifar", "resnet"): 20, ("cifar", "plain"): 20,
-                  ("imagenet", "vgg19"): 19}
 
 Network = Union[resnet.ResNet, vgg.VGG]
 
@@ -57,18 +48,16 @@ class ModelConfig:
   sync_batch_norm: bool = False
 
   def __post_init__(self):
-    if self.family not in FAMILIES:
-      raise ValueError(
-          f"`family` must be one of {FAMILIES}, not {self.family!r}")
+    family = families.get(self.family)
     if self.architecture not in ARCHITECTURES:
       raise ValueError(f"`architecture` must be one of {ARCHITECTURES}, "
                        f"not {self.architecture!r}")
-    if self.architecture == "vgg19" and self.family != "imagenet":
+    if self.architecture not in family.architectures:
       raise ValueError("VGG-19 is the paper's ImageNet reference and needs "
                        "224x224 inputs: use it with the ImageNet family")
-    key = (self.family, self.architecture)
     if self.depth is None:
-      object.__setattr__(self, "depth", _DEFAULT_DEPTH[key])
+      object.__setattr__(self, "depth",
+                         family.default_depth[self.architecture])
     if self.architecture == "vgg19":
       if self.depth != 19:
         raise ValueError(f"VGG has depth 19 (configuration E), not "
@@ -79,7 +68,7 @@ class ModelConfig:
       resnet.cifar_blocks_per_stage(self.depth)
     if self.architecture == "resnet":
       if self.shortcut is None:
-        object.__setattr__(self, "shortcut", _DEFAULT_SHORTCUT[self.family])
+        object.__setattr__(self, "shortcut", family.default_shortcut)
       elif self.shortcut not in resnet.SHORTCUTS:
         raise ValueError(f"`shortcut` must be one of {resnet.SHORTCUTS}, "
                          f"not {self.shortcut!r}")
@@ -87,7 +76,7 @@ class ModelConfig:
       raise ValueError(f"{self.architecture} networks have no shortcuts; "
                        f"`shortcut` must be unset, not {self.shortcut!r}")
     if self.num_classes is None:
-      object.__setattr__(self, "num_classes", _NUM_CLASSES[self.family])
+      object.__setattr__(self, "num_classes", family.num_classes)
     elif self.num_classes < 1:
       raise ValueError(
           f"`num_classes` must be positive, not {self.num_classes}")
@@ -102,7 +91,7 @@ class ModelConfig:
   @property
   def input_size(self) -> int:
     """Height and width of the training crops."""
-    return _INPUT_SIZE[self.family]
+    return families.get(self.family).input_size
 
   @property
   def display_name(self) -> str:

@@ -16,7 +16,7 @@ from typing import Mapping, Optional, Sequence
 
 from matplotlib.figure import Figure
 
-from tf_resnet.model import responses as responses_lib
+from tf_resnet.analysis import responses as responses_lib
 from tf_resnet.reporting import logs
 
 TRAIN_STYLE = dict(linestyle="--", linewidth=1.0)

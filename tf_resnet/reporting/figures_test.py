@@ -6,7 +6,7 @@ import tempfile
 from absl.testing import absltest
 import matplotlib.image
 
-from tf_resnet.model import responses
+from tf_resnet.analysis import responses
 from tf_resnet.reporting import figures
 from tf_resnet.reporting import logs
 from tf_resnet.reporting import testing

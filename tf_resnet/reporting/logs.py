@@ -13,7 +13,7 @@ import json
 import os
 from typing import Optional
 
-from tf_resnet.training import loop
+from tf_resnet.training import run_dir
 
 
 class RunLogError(ValueError):
@@ -122,8 +122,8 @@ def read_run(model_dir: str) -> RunLog:
   Raises:
     RunLogError: naming the missing or unreadable file.
   """
-  config_path = os.path.join(model_dir, loop.CONFIG_FILE)
-  metrics_path = os.path.join(model_dir, loop.METRICS_FILE)
+  config_path = os.path.join(model_dir, run_dir.CONFIG_FILE)
+  metrics_path = os.path.join(model_dir, run_dir.METRICS_FILE)
   for path in (config_path, metrics_path):
     if not os.path.exists(path):
       raise RunLogError(f"{path} does not exist: {model_dir} is not a "

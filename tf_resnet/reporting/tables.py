@@ -10,8 +10,8 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from tf_resnet.model import paper
-from tf_resnet.model import responses as responses_lib
+from tf_resnet.analysis import paper
+from tf_resnet.analysis import responses as responses_lib
 from tf_resnet.reporting import logs
 
 

@@ -5,7 +5,7 @@ import tempfile
 
 from absl.testing import absltest
 
-from tf_resnet.model import responses
+from tf_resnet.analysis import responses
 from tf_resnet.reporting import logs
 from tf_resnet.reporting import tables
 from tf_resnet.reporting import testing

@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 
 import grpc
 
-from tf_resnet.serving import manager as manager_lib
+from tf_resnet.serving import errors
 
 _DEADLINE: contextvars.ContextVar[Optional[float]] = contextvars.ContextVar(
     "tf_resnet_serving_deadline", default=None)
@@ -60,5 +60,5 @@ def check() -> None:
   """
   left = remaining()
   if left is not None and left <= 0:
-    raise manager_lib.ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                   "Deadline Exceeded")
+    raise errors.ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                              "Deadline Exceeded")

@@ -1,10 +1,10 @@
 """The gRPC server object: PredictionService, ModelService and health over a ModelManager."""
 
 import concurrent.futures
-from typing import Optional
+from typing import Optional, Sequence
 
 import grpc
-from grpc_health.v1 import health
+from grpc_health.v1 import health as health_lib
 from grpc_health.v1 import health_pb2
 from grpc_health.v1 import health_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
@@ -15,6 +15,15 @@ from tf_resnet.serving import manager as manager_lib
 from tf_resnet.serving import metrics
 from tf_resnet.serving import options
 from tf_resnet.serving import services
+
+
+# The overall status (""), the names tensorflow_model_server registers
+# (server.cc: "ModelService", "PredictionService"), and the services' full
+# names, which grpc_health_probe and Kubernetes' gRPC probes are usually
+# given.
+HEALTH_SERVICE_NAMES = ("", "ModelService", "PredictionService",
+                        "tensorflow.serving.ModelService",
+                        "tensorflow.serving.PredictionService")
 
 
 class Server:
@@ -28,6 +37,12 @@ class Server:
                batching: Optional[options.BatchingParameters] = None,
                ssl_config=None,
                rest_port: Optional[int] = None,
+               lifecycle: Optional[manager_lib.LifecycleOptions] = None,
+               socket_path: Optional[str] = None,
+               channel_arguments: Sequence[tuple[str, object]] = (),
+               config_file: Optional[str] = None,
+               config_file_poll_seconds: float = 0.0,
+               health: bool = True,
                rest_options: Optional[http_server.RestOptions] = None,
                max_concurrent_rpcs: Optional[int] = None):
     """Loads the models and starts serving.
@@ -45,9 +60,18 @@ class Server:
       rest_port: port of TF Serving's REST API, on `bind_address` and
         without TLS as in TF Serving; 0 picks a free one (see
         `self.rest_port`); None: off.
+      lifecycle: how versions load, retry, warm up and unload (None: TF
+        Serving's defaults, with `poll_seconds`).
+      socket_path: also serve gRPC on this Unix socket (--grpc_socket_path).
+      channel_arguments: extra gRPC server options (--grpc_channel_arguments),
+        applied after the message limits, so they can override them.
+      config_file: the --model_config_file `config` came from, re-read every
+        `config_file_poll_seconds` (0: never).
+      config_file_poll_seconds: see `config_file`.
+      health: serve grpc.health.v1.Health (HEALTH_SERVICE_NAMES).
       rest_options: the REST port's threads, limits, timeouts and metrics
-        path (`http_server.RestOptions`; its max_body_bytes defaults to
-        `max_message_bytes`).
+        path (`http_server.RestOptions`; default: its defaults, with
+        max_body_bytes = `max_message_bytes`).
       max_concurrent_rpcs: gRPC calls in flight (running or waiting for a
         thread); more get RESOURCE_EXHAUSTED, as TF Serving's
         `--grpc_max_threads`. None: as many as `workers`.
@@ -55,16 +79,20 @@ class Server:
     Raises:
       RuntimeError: if a port cannot be bound.
     """
-    self.models = manager_lib.ModelManager(config, poll_seconds, batching)
+    self.models = manager_lib.ModelManager(config, poll_seconds, batching,
+                                           lifecycle)
     options = [("grpc.max_receive_message_length", max_message_bytes),
-               ("grpc.max_send_message_length", max_message_bytes)]
+               ("grpc.max_send_message_length", max_message_bytes),
+               *channel_arguments]
     self._grpc = grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=workers),
         options=options, interceptors=[interceptors.RequestInterceptor()],
         maximum_concurrent_rpcs=max_concurrent_rpcs or workers)
     services.add_to_server(self._grpc, self.models, log_requests)
-    self.health = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
+    self.health = None
+    if health:
+      self.health = health_lib.HealthServicer()
+      health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
     address = (f"[{bind_address}]" if ":" in bind_address
                and not bind_address.startswith("[") else bind_address)
     if ssl_config is None:
@@ -79,6 +107,12 @@ class Server:
                                              credentials)
     if not self.port:
       raise RuntimeError(f"cannot listen on {address}:{port}")
+    if socket_path:  # As TF Serving: the same credentials as the port.
+      bound = (self._grpc.add_insecure_port(f"unix:{socket_path}")
+               if ssl_config is None else
+               self._grpc.add_secure_port(f"unix:{socket_path}", credentials))
+      if not bound:
+        raise RuntimeError(f"cannot listen on the Unix socket {socket_path}")
     rest_options = rest_options or http_server.RestOptions(
         max_body_bytes=max_message_bytes, log_requests=log_requests)
     self._rest = None if rest_port is None else http_server.RestServer(
@@ -88,13 +122,17 @@ class Server:
     self.rest_port = None if self._rest is None else self._rest.port
     self._grpc.start()
     self.models.start()
+    if config_file:
+      self.models.watch_config_file(config_file, config_file_poll_seconds)
     self._set_health(True)
 
   def _set_health(self, serving: bool) -> None:
     state = (health_pb2.HealthCheckResponse.SERVING if serving
              else health_pb2.HealthCheckResponse.NOT_SERVING)
-    self.health.set("", state)
-    self.health.set("tensorflow.serving.PredictionService", state)
+    if self.health is None:
+      return
+    for service in HEALTH_SERVICE_NAMES:
+      self.health.set(service, state)
 
   def stop(self, grace: Optional[float] = 5.0) -> None:
     """Stops accepting requests, lets those in flight finish, and stops."""

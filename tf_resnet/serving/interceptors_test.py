@@ -36,6 +36,7 @@ class GrpcLimitsTest(tf.test.TestCase):
     config = model_server_config_pb2.ModelServerConfig()
     model = config.model_config_list.config.add()
     model.name, model.base_path = "m", self.base
+    model.model_platform = "tensorflow"
     server = grpc_server.Server(config, port=0, poll_seconds=0,
                                 log_requests=False, **kwargs)
     self.addCleanup(server.stop, 1)
@@ -86,12 +87,12 @@ class GrpcLimitsTest(tf.test.TestCase):
 
   def test_the_model_does_not_run_once_the_deadline_has_passed(self):
     stub = self._server(workers=2)
-    functions = self.models.model("m").resolve().functions
-    predict, runs = functions["predict"], []
+    servable = self.models.model("m").resolve()
+    run, runs = servable.run, []
 
-    def counted(**inputs):
+    def counted(*args, **kwargs):
       runs.append(1)
-      return predict(**inputs)
+      return run(*args, **kwargs)
 
     make_ndarray = services.tf.make_ndarray
 
@@ -99,7 +100,7 @@ class GrpcLimitsTest(tf.test.TestCase):
       time.sleep(0.8)  # Decoding outlasts the client's deadline.
       return make_ndarray(proto)
 
-    with mock.patch.dict(functions, {"predict": counted}):
+    with mock.patch.object(servable, "run", counted):
       with mock.patch.object(services.tf, "make_ndarray", slow_make_ndarray):
         with self.assertRaises(grpc.RpcError) as caught:
           stub.Predict(self.request, timeout=0.3)

@@ -34,9 +34,9 @@ import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2  # pylint: disable=g-direct-tensorflow-import
 from tensorflow.core.framework import types_pb2  # pylint: disable=g-direct-tensorflow-import
 
-from tf_resnet.serving import manager as manager_lib
+from tf_resnet.serving import errors
 
-ServingError = manager_lib.ServingError
+ServingError = errors.ServingError
 _INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 # Values parsed as Python objects (outside dense numeric arrays) per request:

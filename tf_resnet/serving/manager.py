@@ -1,99 +1,280 @@
-"""Which model versions are served: loading, warm-up, version policies, polling, status.
+"""Which model versions are served: TF Serving's AspiredVersionsManager, in Python.
 
 A `ModelManager` holds one `ServedModel` per configured model. Each watches
-its base path (`base_path/<integer>/saved_model.pb`) and, following its
-version policy (latest N, all, or specific versions), loads new versions,
-warms them up, and only then makes them visible and unloads the versions the
-policy no longer wants, so no request fails during a swap. A version that
-fails to load is reported as END with its error, and the versions already
-serving stay. Status and error wording follow TensorFlow Serving.
+its base path (`base_path/<integer>/saved_model.pb`, the integer parsed as TF
+Serving parses it, so `00000123` is version 123 and loads from
+`base_path/00000123`) and serves what its version policy (latest N, all,
+specific) aspires to, with TF Serving's availability-preserving policy:
+
+* a newly aspired version is loaded and warmed up (the recorded requests of
+  `assets.extra/tf_serving_warmup_requests`) before it takes traffic, and the
+  versions no longer aspired are unloaded only once an aspired one serves, so
+  no request fails during a swap;
+* when the newest version's directory disappears, the previous one is
+  aspired again and loads again (rollback);
+* a failed load is retried `max_num_load_retries` times,
+  `load_retry_interval_seconds` apart; a version whose files were incomplete
+  is served once they are complete. After the last retry it is END with its
+  error until it leaves the aspired set and comes back;
+* an unloading version first stops taking new requests, then lets those in
+  flight finish (bounded by `unload_drain_seconds`); requests still queued
+  for batching after that fail with UNAVAILABLE. No request waits forever.
+
+Loads, unloads, polls and config reloads are serialized by one lock, so no
+version is loaded twice. Status and error wording follow TensorFlow Serving
+(server_core.cc, aspired_versions_manager.cc, loader_harness.cc).
 """
 
 import dataclasses
 import logging
 import os
+import re
 import threading
 import time
 from typing import Optional, Sequence
 
+from google.protobuf import text_format
 import grpc
+import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-direct-tensorflow-import
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from tf_resnet.serving import batching as batching_lib
+from tf_resnet.serving import errors
 from tf_resnet.serving import metrics
 from tf_resnet.serving import options
+from tf_resnet.serving import warmup
 
 State = get_model_status_pb2.ModelVersionStatus.State
+ServingError = errors.ServingError  # Kept here for callers of this module.
 _LOG = logging.getLogger("tf_resnet.serving")
-_TAG = "serve"
+_INVALID = grpc.StatusCode.INVALID_ARGUMENT
+_VERSION_DIR = re.compile(r"\d+")  # TF Serving: SimpleAtoi, and >= 0.
+_SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
 
-class ServingError(Exception):
-  """An RPC failure with TF Serving's status code and message."""
+@dataclasses.dataclass(frozen=True)
+class LifecycleOptions:
+  """How versions are found, loaded, retried, warmed up and unloaded.
 
-  def __init__(self, code: grpc.StatusCode, message: str):
-    if len(message) > 1024:
-      message = message[:1024 - len("...TRUNCATED")] + "...TRUNCATED"
-    super().__init__(message)
-    self.code = code
-    self.message = message
+  The defaults are tensorflow_model_server's.
+
+  Attributes:
+    poll_seconds: seconds between looks at the base paths (0: once, at
+      start; --file_system_poll_wait_seconds).
+    max_num_load_retries: retries after a failed load (0: one attempt).
+    load_retry_interval_seconds: between retries (TF Serving: 60 s).
+    enable_model_warmup: replay assets.extra/tf_serving_warmup_requests.
+    num_request_iterations_for_warmup: runs of each warm-up request.
+    saved_model_tags: the MetaGraph to load.
+    allow_version_labels_for_unavailable_models: labels may name versions
+      that are not yet available.
+    unload_drain_seconds: how long an unloading version lets its in-flight
+      requests finish.
+    session_config: a tf.compat.v1.ConfigProto for MetaGraphs run in a
+      Session (thread pools), or None.
+  """
+
+  poll_seconds: float = 1.0
+  max_num_load_retries: int = 5
+  load_retry_interval_seconds: float = 60.0
+  enable_model_warmup: bool = True
+  num_request_iterations_for_warmup: int = 1
+  saved_model_tags: tuple[str, ...] = ("serve",)
+  allow_version_labels_for_unavailable_models: bool = False
+  unload_drain_seconds: float = 30.0
+  session_config: Optional[object] = None
+
+
+def _meta_graph(path: str, tags: Sequence[str]):
+  proto = saved_model_pb2.SavedModel()
+  pb = os.path.join(path, "saved_model.pb")
+  if os.path.isfile(pb):
+    with open(pb, "rb") as f:
+      proto.ParseFromString(f.read())
+  else:
+    with open(os.path.join(path, "saved_model.pbtxt")) as f:
+      text_format.Parse(f.read(), proto)
+  for graph in proto.meta_graphs:
+    if set(graph.meta_info_def.tags) == set(tags):
+      return graph
+  available = [sorted(g.meta_info_def.tags) for g in proto.meta_graphs]
+  raise ValueError(f"Could not find meta graph def matching supplied tags: "
+                   f"{{ {' '.join(sorted(tags))} }} in {path}; available: "
+                   f"{available}")
+
+
+class _FunctionRunner:
+  """A TF2 SavedModel's signatures as tf.functions (tf.saved_model.load)."""
+
+  def __init__(self, path: str, tags: Sequence[str]):
+    self._loaded = tf.saved_model.load(path, tags=list(tags))
+    self._functions = dict(self._loaded.signatures)
+
+  def run(self, signature: str, inputs: dict[str, np.ndarray]
+          ) -> dict[str, np.ndarray]:
+    outputs = self._functions[signature](
+        **{k: tf.constant(v) for k, v in inputs.items()})
+    return {k: v.numpy() for k, v in outputs.items()}
+
+
+class _SessionRunner:
+  """A MetaGraph in a tf.compat.v1 Session, signatures run by tensor name.
+
+  This is how the C++ server runs every SavedModel (a SavedModelBundle); it
+  serves TF1 and Estimator exports, including those tf.saved_model.load
+  cannot wrap in functions.
+  """
+
+  def __init__(self, path: str, tags: Sequence[str], signature_defs,
+               session_config=None):
+    self._graph = tf.Graph()
+    self._session = tf.compat.v1.Session(graph=self._graph,
+                                         config=session_config)
+    with self._graph.as_default():
+      tf.compat.v1.saved_model.loader.load(self._session, list(tags), path)
+    self._signature_defs = signature_defs
+
+  def run(self, signature: str, inputs: dict[str, np.ndarray]
+          ) -> dict[str, np.ndarray]:
+    sig = self._signature_defs[signature]
+    graph = self._graph
+    feeds = {}
+    for alias, value in inputs.items():
+      tensor = graph.get_tensor_by_name(sig.inputs[alias].name)
+      if tensor.dtype != tf.string:
+        value = np.asarray(value, tensor.dtype.as_numpy_dtype)
+      feeds[tensor.ref()] = value
+    names = list(sig.outputs)
+    fetches = [graph.get_tensor_by_name(sig.outputs[k].name) for k in names]
+    # Session.run refuses a feed whose shape differs from the placeholder's
+    # static shape, a check of the Python client alone: the C++ server does
+    # not make it (kernels see the real shapes, and a [1] tensor fed to a
+    # [None, 1] placeholder runs there). So the step runs below that check.
+    values = self._session._do_run(  # pylint: disable=protected-access
+        None, [], fetches, feeds, None, None)
+    return dict(zip(names, values))
 
 
 class Servable:
-  """One loaded version: its callable signatures and their SignatureDefs."""
+  """One loaded version: its SignatureDefs, and running them.
+
+  Requests enter through `run`, which counts them, so an unloading version
+  can let those in flight finish (`close`).
+  """
 
   def __init__(self, name: str, version: int, path: str,
-               batching: Optional["options.BatchingParameters"] = None):
+               batching: Optional[options.BatchingParameters] = None, *,
+               scheduler: Optional[batching_lib.Scheduler] = None,
+               tags: Sequence[str] = ("serve",), session_config=None):
+    """Loads a version.
+
+    Args:
+      name: the model's name.
+      version: the version number.
+      path: the version's directory.
+      batching: merge concurrent requests per signature (None: off).
+      scheduler: the shared batch scheduler (needed with `batching`).
+      tags: the MetaGraph's tags.
+      session_config: ConfigProto for a MetaGraph run in a Session.
+
+    Raises:
+      Exception: whatever loading raised (the manager reports it).
+    """
     self.name = name
-    self.batching = batching
-    self._batchers = {}
     self.version = version
     self.path = path
-    proto = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
-      proto.ParseFromString(f.read())
-    graphs = [g for g in proto.meta_graphs if _TAG in g.meta_info_def.tags]
-    if not graphs:
-      raise ValueError(f"{path} has no MetaGraph tagged {_TAG!r}")
-    self.signature_defs = {k: v for k, v in graphs[0].signature_def.items()
+    self.batching = batching
+    self._scheduler = scheduler
+    if batching is not None and scheduler is None:
+      raise ValueError("`batching` needs the shared `scheduler`")
+    graph = _meta_graph(path, tags)
+    self.signature_defs = {k: v for k, v in graph.signature_def.items()
                            if not k.startswith("__")}
-    self.loaded = tf.saved_model.load(path, tags=[_TAG])
-    self.functions = dict(self.loaded.signatures)
-    self.lock = threading.Lock()
+    self.loader = "function"
+    if graph.object_graph_def.nodes:  # Written by TF2's tf.saved_model.save.
+      try:
+        self._runner = _FunctionRunner(path, tags)
+      except Exception as e:  # pylint: disable=broad-except
+        _LOG.warning("model %s version %d: tf.saved_model.load failed (%s); "
+                     "running the MetaGraph in a Session", name, version, e)
+        self._runner = None
+    else:
+      self._runner = None
+    if self._runner is None:
+      self.loader = "session"
+      self._runner = _SessionRunner(path, tags, self.signature_defs,
+                                    session_config)
+    self._queues: dict[str, batching_lib.BatchQueue] = {}
+    self._cond = threading.Condition()
+    self._in_flight = 0
+    self._closed = False
 
-  def batcher(self, signature: str):
-    """The Batcher of one signature (server-side batching)."""
-    from tf_resnet.serving import batching  # pylint: disable=g-import-not-at-top
-    with self.lock:
-      if signature not in self._batchers:
-        function = self.functions[signature]
+  @property
+  def in_flight(self) -> int:
+    return self._in_flight
 
-        def run(arrays):
-          outputs = function(**{k: tf.constant(v) for k, v in arrays.items()})
-          return {k: v.numpy() for k, v in outputs.items()}
+  def batch_queue(self, signature: str) -> Optional[batching_lib.BatchQueue]:
+    """The batch queue of a signature (None: unbatched, or closed)."""
+    with self._cond:
+      if self._closed or self.batching is None:
+        return None
+      if signature not in self._queues:
+        self._queues[signature] = self._scheduler.add_queue(
+            lambda arrays: self._runner.run(signature, arrays), self.batching,
+            name=f"{self.name}/{self.version}/{signature}")
+      return self._queues[signature]
 
-        self._batchers[signature] = batching.Batcher(
-            run, self.batching, name=f"{self.name}-{self.version}-{signature}")
-      return self._batchers[signature]
+  def run(self, signature: str, inputs: dict[str, np.ndarray],
+          timeout: Optional[float] = None) -> dict[str, np.ndarray]:
+    """Runs a signature on arrays (through its batch queue with batching).
 
-  def close(self) -> None:
-    """Stops the batch threads."""
-    with self.lock:
-      for b in self._batchers.values():
-        b.close()
+    Args:
+      signature: the signature key (must exist).
+      inputs: arrays by input alias.
+      timeout: seconds a batched request may wait (None: until run).
 
-  def warm_up(self) -> None:
-    """Runs every classify signature once on a small image, before traffic."""
-    image = tf.io.encode_png(tf.fill([40, 40, 3], tf.constant(128, tf.uint8)))
-    example = tf.train.Example(features=tf.train.Features(feature={
-        "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(
-            value=[image.numpy()]))})).SerializeToString()
-    for key, sig in self.signature_defs.items():
-      if (sig.method_name == "tensorflow/serving/classify"
-          and list(sig.inputs) == ["inputs"]):
-        self.functions[key](inputs=tf.constant([example]))
+    Returns:
+      Arrays by output alias.
+    """
+    with self._cond:
+      self._in_flight += 1
+    try:
+      queue = self.batch_queue(signature)
+      if queue is None:
+        # Unbatched, or a request that resolved this version just before it
+        # unloaded: the model is still loaded, so it runs to the end.
+        return self._runner.run(signature, inputs)
+      return queue.run(inputs, timeout)
+    finally:
+      with self._cond:
+        self._in_flight -= 1
+        self._cond.notify_all()
+
+  def warm_up(self, iterations: int = 1) -> int:
+    """Replays the version's warm-up requests; returns how many ran."""
+    return warmup.replay(self, iterations)
+
+  def close(self, drain_seconds: float = 30.0) -> bool:
+    """Lets in-flight requests finish, then closes the batch queues.
+
+    Requests still queued after `drain_seconds` fail with UNAVAILABLE.
+
+    Returns:
+      Whether every in-flight request finished within `drain_seconds`.
+    """
+    deadline = time.monotonic() + drain_seconds
+    with self._cond:
+      while self._in_flight and time.monotonic() < deadline:
+        self._cond.wait(max(0.0, deadline - time.monotonic()))
+      drained = not self._in_flight
+      self._closed = True
+      queues = list(self._queues.values())
+    for queue in queues:
+      queue.close(abort=True)
+    return drained
 
 
 @dataclasses.dataclass
@@ -116,75 +297,150 @@ def _policy_versions(policy: model_server_config_pb2.ModelConfig,
   return list(available)[-count:]
 
 
+def version_directories(base_path: str) -> dict[int, str]:
+  """Version number -> directory of the SavedModels under `base_path`.
+
+  Names are parsed as TF Serving parses them (`00000123` is 123); other
+  names (an exporter's temporary directory) are ignored, and so is a
+  directory without saved_model.pb(txt) yet. Of two names for one number
+  the first in sorted order wins.
+  """
+  if not os.path.isdir(base_path):
+    return {}
+  found = {}
+  for name in sorted(os.listdir(base_path)):
+    path = os.path.join(base_path, name)
+    if not _VERSION_DIR.fullmatch(name) or not any(
+        os.path.isfile(os.path.join(path, f)) for f in _SAVED_MODEL_FILES):
+      continue
+    found.setdefault(int(name), path)
+  return found
+
+
 class ServedModel:
   """One model name: its versions on disk, loaded, and their states."""
 
   def __init__(self, config: model_server_config_pb2.ModelConfig,
-               batching: Optional["options.BatchingParameters"] = None):
+               batching: Optional[options.BatchingParameters] = None,
+               lifecycle: Optional[LifecycleOptions] = None,
+               scheduler: Optional[batching_lib.Scheduler] = None):
     self.config = config
     self.batching = batching
+    self.lifecycle = lifecycle or LifecycleOptions()
+    self._scheduler = scheduler
     self.name = config.name
     self._servables: dict[int, Servable] = {}
     self.status: dict[int, VersionStatus] = {}
-    self._lock = threading.Lock()
-    self._update_lock = threading.Lock()
+    self._failures: dict[int, int] = {}  # Failed attempts, while aspired.
+    self._retry_at: dict[int, float] = {}
+    self._lock = threading.Lock()  # Guards _servables for readers.
+    self._update_lock = threading.RLock()
 
   def versions_on_disk(self) -> list[int]:
-    base = self.config.base_path
-    if not os.path.isdir(base):
-      return []
-    return sorted(int(d) for d in os.listdir(base) if d.isdigit()
-                  and os.path.isfile(os.path.join(base, d, "saved_model.pb")))
+    return sorted(version_directories(self.config.base_path))
+
+  def next_retry(self) -> Optional[float]:
+    """When (time.monotonic) a failed load is next due, if one is."""
+    return min(self._retry_at.values(), default=None)
 
   def update(self) -> None:
-    """Loads what the policy wants and is new, then unloads what it no longer wants."""
+    """Loads what the policy aspires to, then unloads what it no longer does."""
     with self._update_lock:
-      wanted = _policy_versions(self.config, self.versions_on_disk())
-      for version in wanted:
+      directories = version_directories(self.config.base_path)
+      aspired = _policy_versions(self.config, sorted(directories))
+      for version in list(self._failures):
+        if version not in aspired:  # Gone: a new copy gets fresh retries.
+          self._failures.pop(version)
+          self._retry_at.pop(version, None)
+      now = time.monotonic()
+      for version in sorted(aspired, reverse=True):  # Newest first.
         if version in self._servables:
           continue
-        if self.status.get(version, VersionStatus(0)).state == State.END:
-          continue  # Failed before, or unloaded: not retried until restart.
-        self._load(version)
+        failures = self._failures.get(version, 0)
+        if failures > self.lifecycle.max_num_load_retries:
+          continue  # Gave up; END with its error.
+        if failures and now < self._retry_at.get(version, 0.0):
+          continue
+        self._load(version, directories[version])
       with self._lock:
-        loaded_wanted = [v for v in wanted if v in self._servables]
-      if not loaded_wanted:
-        return  # Nothing new could load: keep serving what serves.
-      for version in list(self._servables):
-        if version not in wanted:
+        serving_aspired = [v for v in aspired if v in self._servables]
+        unaspired = [v for v in self._servables if v not in aspired]
+      # Availability preserving: never unload the last serving version
+      # before an aspired one serves.
+      if serving_aspired:
+        for version in sorted(unaspired):
           self._unload(version)
 
-  def _load(self, version: int) -> None:
-    path = os.path.join(self.config.base_path, str(version))
-    self.status[version] = VersionStatus(State.START)
+  def _load(self, version: int, path: str) -> None:
+    if version not in self._failures:
+      self.status[version] = VersionStatus(State.START)
     self.status[version] = VersionStatus(State.LOADING)
     try:
-      servable = Servable(self.name, version, path, self.batching)
-      servable.warm_up()
+      servable = Servable(self.name, version, path, self.batching,
+                          scheduler=self._scheduler,
+                          tags=self.lifecycle.saved_model_tags,
+                          session_config=self.lifecycle.session_config)
+      if self.lifecycle.enable_model_warmup:
+        ran = servable.warm_up(
+            self.lifecycle.num_request_iterations_for_warmup)
+        if ran:
+          _LOG.info("model %s version %d: %d warm-up requests replayed",
+                    self.name, version, ran)
     except Exception as e:  # pylint: disable=broad-except
-      _LOG.error("model %s version %d failed to load: %s", self.name, version,
-                 e)
       metrics.model_loaded(self.name, ok=False)
-      self.status[version] = VersionStatus(
-          State.END, grpc.StatusCode.UNKNOWN.value[0],
-          f"Failed to load version {version} of model {self.name}: "
-          f"{type(e).__name__}: {e}"[:1000])
+      self._load_failed(version, e)
       return
     with self._lock:
       self._servables[version] = servable
+    self._failures.pop(version, None)
+    self._retry_at.pop(version, None)
     self.status[version] = VersionStatus(State.AVAILABLE)
     metrics.model_loaded(self.name, ok=True)
-    _LOG.info("model %s version %d is available", self.name, version)
+    _LOG.info("model %s version %d is available (%s loader)", self.name,
+              version, servable.loader)
+
+  def _load_failed(self, version: int, e: Exception) -> None:
+    failures = self._failures.get(version, 0) + 1
+    self._failures[version] = failures
+    message = (f"Failed to load version {version} of model {self.name}: "
+               f"{type(e).__name__}: {e}")
+    retries = self.lifecycle.max_num_load_retries
+    if failures <= retries:
+      interval = max(0.0, self.lifecycle.load_retry_interval_seconds)
+      self._retry_at[version] = time.monotonic() + interval
+      _LOG.warning("%s; retry %d of %d in %.1f s", message, failures, retries,
+                   interval)
+      # As TF Serving's LoaderHarness: LOADING until the retries run out.
+      self.status[version] = VersionStatus(State.LOADING)
+      return
+    self._retry_at.pop(version, None)
+    _LOG.error("%s (after %d retries)", message, retries)
+    self.status[version] = VersionStatus(
+        State.END, grpc.StatusCode.UNKNOWN.value[0], message)
 
   def _unload(self, version: int) -> None:
     self.status[version] = VersionStatus(State.UNLOADING)
     with self._lock:
       servable = self._servables.pop(version, None)
     if servable is not None:
-      servable.close()
+      if not servable.close(self.lifecycle.unload_drain_seconds):
+        _LOG.warning("model %s version %d unloaded with requests still "
+                     "running after %.0f s", self.name, version,
+                     self.lifecycle.unload_drain_seconds)
     self.status[version] = VersionStatus(State.END)
     metrics.model_unloaded(self.name)
     _LOG.info("model %s version %d unloaded", self.name, version)
+
+  def unload_all(self) -> None:
+    """Unloads every version (the model left the config)."""
+    with self._update_lock:
+      for version in sorted(self._servables):
+        self._unload(version)
+      self._retry_at.clear()
+
+  def available_versions(self) -> list[int]:
+    with self._lock:
+      return sorted(self._servables)
 
   def resolve(self, version: Optional[int] = None,
               label: Optional[str] = None) -> Servable:
@@ -192,7 +448,7 @@ class ServedModel:
     if label:
       labels = dict(self.config.version_labels)
       if label not in labels:
-        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+        raise ServingError(_INVALID,
                            f"Unrecognized servable version label: {label}")
       version = labels[label]
     with self._lock:
@@ -209,44 +465,133 @@ class ServedModel:
                        f"Specific({self.name}, {version})")
 
 
+def _is_relative(path: str) -> bool:
+  """TF Serving's UriIsRelativePath: no scheme, and not an absolute path."""
+  return "://" not in path and not os.path.isabs(path)
+
+
+def validate_config(config: model_server_config_pb2.ModelServerConfig,
+                    old: Optional[model_server_config_pb2.ModelServerConfig]
+                    = None) -> None:
+  """Refuses what TF Serving's ServerCore refuses, with its messages.
+
+  Raises:
+    ServingError: INVALID_ARGUMENT for a repeated name, a relative base path,
+      a missing or changed platform; FAILED_PRECONDITION for a platform this
+      server does not serve.
+  """
+  configs = config.model_config_list.config
+  seen = set()
+  for c in configs:
+    if c.name in seen:
+      raise ServingError(_INVALID, f"Illegal to list model {c.name} multiple "
+                         "times in config list")
+    seen.add(c.name)
+  for c in configs:
+    if _is_relative(c.base_path):
+      raise ServingError(_INVALID, f"Expected model {c.name} to have an "
+                         f"absolute path or URI; got base_path()="
+                         f"{c.base_path}")
+  old_platforms = ({c.name: c.model_platform
+                    for c in old.model_config_list.config} if old else {})
+  for c in configs:
+    if not c.model_platform:
+      raise ServingError(_INVALID, "Illegal setting neither "
+                         "ModelServerConfig::model_type (deprecated) nor "
+                         "ModelServerConfig::model_platform, model name is "
+                         f"{c.name}")
+    before = old_platforms.get(c.name)
+    if before and before != c.model_platform:
+      raise ServingError(_INVALID, "Illegal to change a model's platform. "
+                         f"For model {c.name} platform was {before} and new "
+                         f"platform requested is {c.model_platform}")
+    if c.model_platform != "tensorflow":
+      raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                         "PlatformConfigMap has no entry for platform "
+                         f"{c.model_platform}")
+
+
 class ModelManager:
   """All served models; polls their base paths in a background thread."""
 
   def __init__(self, config: model_server_config_pb2.ModelServerConfig,
-               poll_seconds: float = 1.0,
-               batching: Optional["options.BatchingParameters"] = None):
+               poll_seconds: Optional[float] = None,
+               batching: Optional[options.BatchingParameters] = None,
+               lifecycle: Optional[LifecycleOptions] = None):
+    """Loads the configured models (see `LifecycleOptions` for how).
+
+    Args:
+      config: the models.
+      poll_seconds: overrides `lifecycle.poll_seconds` when given.
+      batching: merge concurrent requests (None: off); every model, version
+        and signature shares one scheduler of `num_batch_threads` threads.
+      lifecycle: loading, retries, warm-up, unloading.
+
+    Raises:
+      ServingError: for a config TF Serving refuses.
+    """
+    lifecycle = lifecycle or LifecycleOptions()
+    if poll_seconds is not None:
+      lifecycle = dataclasses.replace(lifecycle, poll_seconds=poll_seconds)
+    self.lifecycle = lifecycle
+    self.poll_seconds = lifecycle.poll_seconds
     self.batching = batching
+    self.scheduler = (None if batching is None else batching_lib.Scheduler(
+        batching.num_batch_threads, batching.thread_pool_name))
     self._models: dict[str, ServedModel] = {}
-    self._lock = threading.Lock()
-    self.poll_seconds = poll_seconds
+    self.config = model_server_config_pb2.ModelServerConfig()
+    self._lock = threading.Lock()  # Guards _models for readers.
+    self._update_lock = threading.RLock()  # Serializes reloads and polls.
     self._stop = threading.Event()
-    self._thread: Optional[threading.Thread] = None
+    self._wake = threading.Event()
+    self._threads: list[threading.Thread] = []
     self.reload(config)
 
   def reload(self, config: model_server_config_pb2.ModelServerConfig) -> None:
-    """Replaces the model list (HandleReloadConfigRequest), keeping loaded models."""
-    configs = config.model_config_list.config
-    names = [c.name for c in configs]
-    if len(set(names)) != len(names):
-      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                         f"Illegal to list model {names[0]} multiple times "
-                         "in config list")
-    models = {}
-    for c in configs:
-      if c.model_platform and c.model_platform != "tensorflow":
-        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           f"Unsupported model_platform {c.model_platform} "
-                           f"for model {c.name}")
+    """Replaces the model list (HandleReloadConfigRequest), keeping loaded models.
+
+    Raises:
+      ServingError: for a config TF Serving refuses; nothing changes then.
+    """
+    with self._update_lock:
+      validate_config(config, self.config)
+      self._check_labels(config)
+      models = {}
+      for c in config.model_config_list.config:
+        existing = self._models.get(c.name)
+        if existing is not None and existing.config.base_path == c.base_path:
+          existing.config = c
+          models[c.name] = existing
+        else:
+          models[c.name] = ServedModel(c, self.batching, self.lifecycle,
+                                       self.scheduler)
+      for model in models.values():
+        model.update()
+      with self._lock:
+        removed = [m for n, m in self._models.items()
+                   if models.get(n) is not m]
+        self._models = models
+        self.config = model_server_config_pb2.ModelServerConfig()
+        self.config.CopyFrom(config)
+      for model in removed:
+        model.unload_all()
+    self._wake.set()  # New retries may be due.
+
+  def _check_labels(self, config) -> None:
+    if self.lifecycle.allow_version_labels_for_unavailable_models:
+      return
+    for c in config.model_config_list.config:
       existing = self._models.get(c.name)
-      if existing is not None and existing.config.base_path == c.base_path:
-        existing.config = c
-        models[c.name] = existing
-      else:
-        models[c.name] = ServedModel(c, self.batching)
-    for model in models.values():
-      model.update()
-    with self._lock:
-      self._models = models
+      available = (existing.available_versions()
+                   if existing is not None
+                   and existing.config.base_path == c.base_path else [])
+      for label, version in sorted(c.version_labels.items()):
+        if version not in available:
+          raise ServingError(
+              grpc.StatusCode.FAILED_PRECONDITION,
+              f"Request to assign label to version {version} of model "
+              f"{c.name}, which is not currently available for inference")
+        del label
 
   def model(self, name: str) -> ServedModel:
     with self._lock:
@@ -261,29 +606,87 @@ class ModelManager:
       return list(self._models.values())
 
   def poll_once(self) -> None:
-    for model in self.models():
-      model.update()
+    with self._update_lock:
+      for model in self.models():
+        model.update()
+
+  def _next_wait(self) -> Optional[float]:
+    due = [m.next_retry() for m in self.models()]
+    due = [d for d in due if d is not None]
+    waits = [max(0.0, min(due) - time.monotonic())] if due else []
+    if self.poll_seconds > 0:
+      waits.append(self.poll_seconds)
+    return min(waits) if waits else None
 
   def start(self) -> None:
-    """Polls for new versions every `poll_seconds` (0: never)."""
-    if self.poll_seconds <= 0 or self._thread is not None:
+    """Polls for new versions every `poll_seconds`, and retries failed loads."""
+    if self._threads:
       return
 
     def loop():
-      while not self._stop.wait(self.poll_seconds):
+      while not self._stop.is_set():
+        self._wake.wait(self._next_wait())
+        self._wake.clear()
+        if self._stop.is_set():
+          return
         try:
           self.poll_once()
         except Exception:  # pylint: disable=broad-except
           _LOG.exception("polling the model directories failed")
 
-    self._thread = threading.Thread(target=loop, name="version-poller",
-                                    daemon=True)
-    self._thread.start()
+    self._start_thread(loop, "version-poller")
+
+  def watch_config_file(self, path: str, seconds: float) -> None:
+    """Reloads the config from `path` every `seconds` (TF Serving's
+    --model_config_file_poll_wait_seconds); errors are logged, and the
+    models served stay."""
+    if seconds <= 0:
+      return
+
+    def loop():
+      while not self._stop.wait(seconds):
+        try:
+          config = read_config(path)
+          if config != self.config:
+            self.reload(config)
+            _LOG.info("reloaded the model config from %s", path)
+        except (OSError, text_format.ParseError, ServingError) as e:
+          _LOG.error("PollFilesystemAndReloadConfig failed: %s", e)
+
+    self._start_thread(loop, "config-poller")
+
+  def _start_thread(self, target, name: str) -> None:
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    self._threads.append(thread)
 
   def stop(self) -> None:
+    """Stops polling, and fails requests still queued for batching."""
     self._stop.set()
-    if self._thread is not None:
-      self._thread.join(timeout=10)
+    self._wake.set()
+    for thread in self._threads:
+      thread.join(timeout=10)
+    if self.scheduler is not None:
+      self.scheduler.stop()
+
+
+def read_config(path: str) -> model_server_config_pb2.ModelServerConfig:
+  """Reads a text-format ModelServerConfig.
+
+  Raises:
+    OSError: if the file cannot be read.
+    text_format.ParseError: with TF Serving's wording for a bad file.
+  """
+  config = model_server_config_pb2.ModelServerConfig()
+  with open(path) as f:
+    text = f.read()
+  try:
+    text_format.Parse(text, config)
+  except text_format.ParseError as e:
+    raise text_format.ParseError(
+        f"Error parsing text-format tensorflow.serving.ModelServerConfig "
+        f"({path}): {e}") from None
+  return config
 
 
 def single_model_config(name: str, base_path: str

@@ -35,11 +35,12 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import regression_pb2
 
+from tf_resnet.serving import errors
 from tf_resnet.serving import json_tensor
 from tf_resnet.serving import manager as manager_lib
 from tf_resnet.serving import services
 
-ServingError = manager_lib.ServingError
+ServingError = errors.ServingError
 _LOG = logging.getLogger("tf_resnet.serving.requests")
 _INVALID = grpc.StatusCode.INVALID_ARGUMENT
 _INT64_MAX = 2**63 - 1

@@ -47,8 +47,12 @@ class RestTest(tf.test.TestCase):
     model.model_version_policy.all.SetInParent()
     model.version_labels["stable"] = 1
     model.version_labels["canary"] = 2
-    cls.server = server_lib.Server(config, port=0, rest_port=0,
-                                   poll_seconds=0, log_requests=False)
+    # Labels at start-up name versions not yet loaded: TF Serving's
+    # --allow_version_labels_for_unavailable_models.
+    cls.server = server_lib.Server(
+        config, port=0, rest_port=0, poll_seconds=0, log_requests=False,
+        lifecycle=manager.LifecycleOptions(
+            allow_version_labels_for_unavailable_models=True))
     cls.channel = grpc.insecure_channel(f"127.0.0.1:{cls.server.port}")
     cls.stub = prediction_service_pb2_grpc.PredictionServiceStub(cls.channel)
     cls.images = [images.png(i) for i in range(3)]

@@ -102,7 +102,7 @@ class BatchedServerTest(tf.test.TestCase):
                                                       "serving_default"),
                             timeout=30) for x in pngs[:1]]
     servable = srv.models.model("m").resolve()
-    batcher = servable.batcher("serving_default")
+    batcher = servable.batch_queue("serving_default")
     before = (batcher.batches_run, batcher.tasks_run)
     responses = [None] * 6
 

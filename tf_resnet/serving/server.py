@@ -16,6 +16,13 @@ Versions are numbered subdirectories of the base path, polled every
 --file_system_poll_wait_seconds; a new version is loaded and warmed up before
 it takes traffic. SIGTERM and SIGINT stop accepting requests, drain those in
 flight, and exit.
+
+Every flag tensorflow_model_server defines (model_servers/main.cc) is
+accepted; those that mean nothing here (GPU, TPU, TF Lite, ALTS, ...) log one
+line saying so. As main.cc does, an unknown argument prints
+`unknown argument: X` and the usage, and the server starts anyway.
+Unlike tensorflow_model_server, which listens on all interfaces, this server
+listens on 127.0.0.1 unless --bind_address says otherwise.
 """
 
 import logging as std_logging
@@ -41,16 +48,18 @@ from tf_resnet.serving import options
 _PORT = flags.DEFINE_integer("port", 8500, "gRPC port.")
 _REST_API_PORT = flags.DEFINE_integer(
     "rest_api_port", 0, "Port of the REST API (0: off), on --bind_address.")
-_MODEL_NAME = flags.DEFINE_string("model_name", "default",
-                                  "Name of the model (with --model_base_path).")
+_MODEL_NAME = flags.DEFINE_string(
+    "model_name", "default",
+    "Name of the model (ignored if --model_config_file is set).")
 _MODEL_BASE_PATH = flags.DEFINE_string(
     "model_base_path", None,
     "Directory of the model's numbered versions (what tf_resnet.export "
-    "writes).")
+    "writes); ignored if --model_config_file is set.")
 _MODEL_CONFIG_FILE = flags.DEFINE_string(
     "model_config_file", None,
     "A text ModelServerConfig: several models, version policies, labels. "
-    "Replaces --model_name and --model_base_path.")
+    "If set, --model_name and --model_base_path are ignored (as TF Serving; "
+    "its Docker image always passes them).")
 _POLL = flags.DEFINE_float(
     "file_system_poll_wait_seconds", 1.0,
     "Seconds between looks for new versions (0: only at start).")
@@ -59,15 +68,17 @@ _ENABLE_BATCHING = flags.DEFINE_bool(
     "Merge concurrent requests for the same signature into one run.")
 _BATCHING_PARAMETERS_FILE = flags.DEFINE_string(
     "batching_parameters_file", None,
-    "A text BatchingParameters file (max_batch_size, batch_timeout_micros, "
-    "max_enqueued_batches, num_batch_threads), as tensorflow_model_server's.")
+    "A text BatchingParameters file (every field of TF Serving's message), "
+    "as tensorflow_model_server's.")
 _SSL_CONFIG_FILE = flags.DEFINE_string(
     "ssl_config_file", None,
     "A text SSLConfig (server_key and server_cert PEM contents; custom_ca "
     "and client_verify to require client certificates): serve gRPC over TLS.")
 _BIND_ADDRESS = flags.DEFINE_string(
     "bind_address", "127.0.0.1",
-    "Address to listen on; 0.0.0.0 (or [::]) for all interfaces.")
+    "Address to listen on. tensorflow_model_server always listens on all "
+    "interfaces; this server listens on 127.0.0.1 unless told otherwise: "
+    "0.0.0.0 (or [::]) for all interfaces, as TF Serving.")
 _MAX_MESSAGE_BYTES = flags.DEFINE_integer(
     "grpc_max_message_bytes", 256 * 1024 * 1024,
     "Largest gRPC request or response (TF Serving allows up to 2 GiB; "
@@ -129,20 +140,195 @@ def rest_options(max_body_bytes: int, log_requests: bool
       log_requests=log_requests)
 
 
+# tensorflow_model_server's flags for the model lifecycle, the gRPC endpoint
+# and TensorFlow's runtime (main.cc), with its defaults.
+_GRPC_SOCKET_PATH = flags.DEFINE_string(
+    "grpc_socket_path", "",
+    "If non-empty, also serve gRPC on this Unix socket path.")
+_GRPC_CHANNEL_ARGUMENTS = flags.DEFINE_string(
+    "grpc_channel_arguments", "",
+    "Comma-separated gRPC server arguments, e.g. "
+    "grpc.max_connection_age_ms=2000 (integers are passed as integers).")
+_MODEL_CONFIG_FILE_POLL = flags.DEFINE_integer(
+    "model_config_file_poll_wait_seconds", 0,
+    "Seconds between reads of --model_config_file (0: read once, at start).")
+_MAX_NUM_LOAD_RETRIES = flags.DEFINE_integer(
+    "max_num_load_retries", 5,
+    "Retries of a failed version load before giving up (0: one attempt).")
+_LOAD_RETRY_INTERVAL_MICROS = flags.DEFINE_integer(
+    "load_retry_interval_micros", 60 * 1000 * 1000,
+    "Microseconds between load retries (negative: no wait).")
+_ENABLE_MODEL_WARMUP = flags.DEFINE_bool(
+    "enable_model_warmup", True,
+    "Replay a version's assets.extra/tf_serving_warmup_requests before it "
+    "takes traffic.")
+_WARMUP_ITERATIONS = flags.DEFINE_integer(
+    "num_request_iterations_for_warmup", 0,
+    "Runs of each warm-up request (used if > 0; else 1).")
+_SAVED_MODEL_TAGS = flags.DEFINE_string(
+    "saved_model_tags", "serve",
+    "Comma-separated tags of the MetaGraph to load.")
+_INTRA_OP = flags.DEFINE_integer(
+    "tensorflow_intra_op_parallelism", 0,
+    "Threads that parallelize one op (0: TensorFlow chooses).")
+_INTER_OP = flags.DEFINE_integer(
+    "tensorflow_inter_op_parallelism", 0,
+    "Ops run at once (0: TensorFlow chooses).")
+_SESSION_PARALLELISM = flags.DEFINE_integer(
+    "tensorflow_session_parallelism", 0,
+    "Both thread pools' size when the two flags above are 0 (0: auto).")
+_ALLOW_UNAVAILABLE_LABELS = flags.DEFINE_bool(
+    "allow_version_labels_for_unavailable_models", False,
+    "Allow labels that name versions not yet available (e.g. at start).")
+_ENABLE_HEALTH = flags.DEFINE_bool(
+    "enable_grpc_healthcheck_service", True,
+    "Serve grpc.health.v1.Health for \"\", ModelService, PredictionService "
+    "and their full names (TF Serving's default is false; here it is on "
+    "unless turned off).")
+_VERSION = flags.DEFINE_bool("version", False, "Print the versions and exit.")
+
+# Flags of tensorflow_model_server accepted for command-line compatibility
+# that change nothing here; each one given logs why.
+_NO_EFFECT = {
+    "enable_per_model_batching_parameters":
+        "one BatchingParameters applies to every model",
+    "num_load_threads": "versions load one at a time, in the poller",
+    "num_unload_threads": "versions unload one at a time, in the poller",
+    "flush_filesystem_caches": "there are no filesystem caches to flush",
+    "tensorflow_session_config_file":
+        "use --tensorflow_intra_op_parallelism / _inter_op_ instead",
+    "use_alts_credentials": "ALTS needs Google Cloud; use --ssl_config_file",
+    "platform_config_file": "only the tensorflow platform is served",
+    "per_process_gpu_memory_fraction": "this server runs on the CPU",
+    "remove_unused_fields_from_bundle_metagraph":
+        "the MetaGraph is kept as written",
+    "prefer_tflite_model": "TensorFlow Lite models are not served",
+    "num_tflite_pools": "TensorFlow Lite models are not served",
+    "num_tflite_interpreters_per_pool": "TensorFlow Lite models are not served",
+    "enable_signature_method_name_check":
+        "signatures are checked by their inputs and outputs, not method name",
+    "xla_cpu_compilation_enabled": "XLA is left as TensorFlow configures it",
+    "xla_gpu_compilation_enabled": "this server runs on the CPU",
+    "enable_profiler": "TensorFlow's profiler service is C++ only and cannot "
+                       "be registered on a Python gRPC server",
+    "thread_pool_factory_config_file": "inter-op threads are TensorFlow's own",
+    "mixed_precision": "models run in the precision they were exported in",
+    "skip_initialize_tpu": "there is no TPU",
+    "enable_serialization_as_tensor_content":
+        "outputs are always sent in typed fields",
+}
+flags.DEFINE_bool("enable_per_model_batching_parameters", False,
+                  "No effect here.")
+flags.DEFINE_integer("num_load_threads", 0, "No effect here.")
+flags.DEFINE_integer("num_unload_threads", 0, "No effect here.")
+flags.DEFINE_bool("flush_filesystem_caches", True, "No effect here.")
+flags.DEFINE_string("tensorflow_session_config_file", "", "No effect here.")
+flags.DEFINE_bool("use_alts_credentials", False, "No effect here.")
+flags.DEFINE_string("platform_config_file", "", "No effect here.")
+flags.DEFINE_float("per_process_gpu_memory_fraction", 0.0, "No effect here.")
+flags.DEFINE_bool("remove_unused_fields_from_bundle_metagraph", True,
+                  "No effect here.")
+flags.DEFINE_bool("prefer_tflite_model", False, "No effect here.")
+flags.DEFINE_integer("num_tflite_pools", 0, "No effect here.")
+flags.DEFINE_integer("num_tflite_interpreters_per_pool", 1, "No effect here.")
+flags.DEFINE_bool("enable_signature_method_name_check", False,
+                  "No effect here.")
+flags.DEFINE_bool("xla_cpu_compilation_enabled", False, "No effect here.")
+flags.DEFINE_bool("xla_gpu_compilation_enabled", False, "No effect here.")
+flags.DEFINE_bool("enable_profiler", True, "No effect here.")
+flags.DEFINE_string("thread_pool_factory_config_file", "", "No effect here.")
+flags.DEFINE_string("mixed_precision", "", "No effect here.")
+flags.DEFINE_bool("skip_initialize_tpu", False, "No effect here.")
+flags.DEFINE_bool("enable_serialization_as_tensor_content", False,
+                  "No effect here.")
+
+
 def load_config(path: str) -> model_server_config_pb2.ModelServerConfig:
   """Reads a text-format ModelServerConfig."""
-  config = model_server_config_pb2.ModelServerConfig()
-  with open(path) as f:
-    text_format.Parse(f.read(), config)
-  return config
+  return manager_lib.read_config(path)
+
+
+def parse_channel_arguments(text: str) -> list[tuple[str, object]]:
+  """`k=v,k2=v2` as gRPC server options; integers as ints (as server.cc).
+
+  Raises:
+    ValueError: for an entry without `=`.
+  """
+  arguments = []
+  for entry in filter(None, text.split(",")):
+    key, sep, value = entry.partition("=")
+    if not sep:
+      raise ValueError(f"--grpc_channel_arguments: {entry!r} is not key=value")
+    try:
+      arguments.append((key, int(value)))
+    except ValueError:
+      arguments.append((key, value))
+  return arguments
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, but unknown flags are kept for main (as main.cc)."""
+  try:
+    return flags.FLAGS(argv, known_only=True)
+  except flags.Error as e:
+    sys.stderr.write(f"FATAL Flags parsing error: {e}\n")
+    app.usage(shorthelp=True, writeto_stdout=True)
+    sys.exit(1)
+
+
+def _lifecycle() -> manager_lib.LifecycleOptions:
+  intra = _INTRA_OP.value or _SESSION_PARALLELISM.value
+  inter = _INTER_OP.value or _SESSION_PARALLELISM.value
+  session_config = None
+  if intra or inter:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    # Before any op runs, or TensorFlow refuses the change.
+    tf.config.threading.set_intra_op_parallelism_threads(intra)
+    tf.config.threading.set_inter_op_parallelism_threads(inter)
+    session_config = tf.compat.v1.ConfigProto(
+        intra_op_parallelism_threads=intra,
+        inter_op_parallelism_threads=inter)
+  return manager_lib.LifecycleOptions(
+      poll_seconds=max(0.0, _POLL.value),
+      max_num_load_retries=max(0, _MAX_NUM_LOAD_RETRIES.value),
+      load_retry_interval_seconds=max(0, _LOAD_RETRY_INTERVAL_MICROS.value)
+      / 1e6,
+      enable_model_warmup=_ENABLE_MODEL_WARMUP.value,
+      num_request_iterations_for_warmup=max(1, _WARMUP_ITERATIONS.value),
+      saved_model_tags=tuple(t.strip() for t in
+                             _SAVED_MODEL_TAGS.value.split(",") if t.strip()),
+      allow_version_labels_for_unavailable_models=(
+          _ALLOW_UNAVAILABLE_LABELS.value),
+      session_config=session_config)
 
 
 def main(argv):
+  if _VERSION.value:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from tf_resnet import __version__  # pylint: disable=g-import-not-at-top
+    print(f"TensorFlow ModelServer: tf_resnet {__version__} (TF Serving "
+          f"protocol)\nTensorFlow Library: {tf.__version__}")
+    return
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if bool(_MODEL_CONFIG_FILE.value) == bool(_MODEL_BASE_PATH.value):
-    sys.exit("error: give exactly one of --model_base_path (with "
-             "--model_name) or --model_config_file")
+    # As tensorflow_model_server: say so, show the usage, and start anyway.
+    print(f"unknown argument: {argv[1]}", flush=True)
+    app.usage(shorthelp=True, writeto_stdout=True)
+  std_logging.basicConfig(
+      level=std_logging.INFO, stream=sys.stderr,
+      format="%(asctime)s %(levelname)s %(name)s %(message)s")
+  log = std_logging.getLogger("tf_resnet.serving")
+  for name, why in _NO_EFFECT.items():
+    if flags.FLAGS[name].present:
+      log.warning("--%s is accepted for compatibility with "
+                  "tensorflow_model_server and has no effect here: %s", name,
+                  why)
+  if _MODEL_CONFIG_FILE.value:
+    if _MODEL_BASE_PATH.value:
+      log.info("--model_config_file is set: --model_name and "
+               "--model_base_path are ignored")
+  elif not _MODEL_BASE_PATH.value:
+    sys.exit("error: give --model_base_path (with --model_name) or "
+             "--model_config_file")
   try:
     config = (load_config(_MODEL_CONFIG_FILE.value) if _MODEL_CONFIG_FILE.value
               else manager_lib.single_model_config(_MODEL_NAME.value,
@@ -167,29 +353,33 @@ def main(argv):
     if _SSL_CONFIG_FILE.value:
       with open(_SSL_CONFIG_FILE.value) as f:
         ssl_config = options.parse_ssl(f.read())
+    channel_arguments = parse_channel_arguments(_GRPC_CHANNEL_ARGUMENTS.value)
   except (OSError, ValueError, text_format.ParseError) as e:
     sys.exit(f"error: {e}")
-  std_logging.basicConfig(
-      level=std_logging.INFO, stream=sys.stderr,
-      format="%(asctime)s %(levelname)s %(name)s %(message)s")
   logging.set_verbosity(logging.WARNING)  # TensorFlow's own chatter.
   # The server's lines (one per request, version loads) at their own level.
-  std_logging.getLogger("tf_resnet.serving").setLevel(std_logging.INFO)
+  log.setLevel(std_logging.INFO)
   std_logging.getLogger("tf_resnet.serving.requests").setLevel(
       _REQUEST_LOG_LEVEL.value.upper())
   try:
     server = grpc_server.Server(
         config, port=_PORT.value, bind_address=_BIND_ADDRESS.value,
-        poll_seconds=_POLL.value, workers=_GRPC_MAX_THREADS.value,
+        workers=_GRPC_MAX_THREADS.value,
         max_message_bytes=_MAX_MESSAGE_BYTES.value, batching=batching,
         ssl_config=ssl_config, rest_port=_REST_API_PORT.value or None,
-        rest_options=rest)
+        lifecycle=_lifecycle(), socket_path=_GRPC_SOCKET_PATH.value or None,
+        channel_arguments=channel_arguments,
+        config_file=_MODEL_CONFIG_FILE.value,
+        config_file_poll_seconds=_MODEL_CONFIG_FILE_POLL.value,
+        health=_ENABLE_HEALTH.value, rest_options=rest)
   except (RuntimeError, manager_lib.ServingError) as e:
     sys.exit(f"error: {e}")
   statuses = {m.name: {v: s.state for v, s in m.status.items()}
               for m in server.models.models()}
   print(f"Serving gRPC on {_BIND_ADDRESS.value}:{server.port}; models: "
         f"{statuses} (30 = AVAILABLE)", flush=True)
+  if _GRPC_SOCKET_PATH.value:
+    print(f"Serving gRPC on unix:{_GRPC_SOCKET_PATH.value}", flush=True)
   if server.rest_port:
     print(f"Serving REST on {_BIND_ADDRESS.value}:{server.rest_port}",
           flush=True)
@@ -210,7 +400,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

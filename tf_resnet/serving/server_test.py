@@ -255,8 +255,12 @@ class VersionSwapTest(tf.test.TestCase):
   def test_new_version_under_load_and_a_broken_one(self):
     base = tempfile.mkdtemp()
     exports.tiny_export(base, seed=1)
-    srv = server_lib.Server(manager.single_model_config("m", base), port=0,
-                            poll_seconds=0.1, log_requests=False)
+    # No load retries: a broken version is END at once (see lifecycle_test
+    # for retries).
+    srv = server_lib.Server(
+        manager.single_model_config("m", base), port=0, poll_seconds=0.1,
+        log_requests=False,
+        lifecycle=manager.LifecycleOptions(max_num_load_retries=0))
     self.addCleanup(srv.stop, 1)
     channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
     self.addCleanup(channel.close)
@@ -334,6 +338,10 @@ class VersionSwapTest(tf.test.TestCase):
     config.base_path = base
     config.model_platform = "tensorflow"
     config.model_version_policy.all.SetInParent()
+    # As TF Serving: labels may only name versions already available, so
+    # the versions are loaded first and labelled in a second reload.
+    response = models.HandleReloadConfigRequest(reload, timeout=120)
+    self.assertEqual(response.status.error_code, 0)
     config.version_labels["stable"] = 1
     config.version_labels["canary"] = 2
     response = models.HandleReloadConfigRequest(reload, timeout=120)

@@ -26,15 +26,18 @@ from tensorflow_serving.apis import regression_pb2
 from tensorflow_serving.apis import model_management_pb2
 
 from tf_resnet.serving import deadline
-from tf_resnet.serving import manager as manager_lib
+from tf_resnet.serving import errors
 
-ServingError = manager_lib.ServingError
+# The handlers take the model manager (`manager.ModelManager`) or anything
+# with its `model(name).resolve(version=, label=)`: warm-up replays requests
+# against one version that is not yet serving.
+ServingError = errors.ServingError
 _LOG = logging.getLogger("tf_resnet.serving.requests")
 DEFAULT_SIGNATURE = "serving_default"
 _INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
-def _resolve(models: manager_lib.ModelManager, request_spec, has_spec: bool):
+def _resolve(models, request_spec, has_spec: bool):
   if not has_spec:
     raise ServingError(_INVALID, "Missing ModelSpec")
   if not request_spec.name:
@@ -80,14 +83,11 @@ def _typed_tensor_proto(value: np.ndarray):
 
 def _run(servable, signature: str, inputs: dict[str, np.ndarray]
          ) -> dict[str, np.ndarray]:
-  """Runs a signature (through its batcher when batching is on)."""
+  """Runs a signature (through its batch queue when batching is on)."""
   deadline.check()  # A request whose deadline passed is not run.
   try:
-    if servable.batching is not None:
-      return servable.batcher(signature).run(inputs)
-    outputs = servable.functions[signature](
-        **{k: tf.constant(v) for k, v in inputs.items()})
-    return {k: v.numpy() for k, v in outputs.items()}
+    # A batched request waits in its queue no longer than its deadline.
+    return servable.run(signature, inputs, timeout=deadline.remaining())
   except tf.errors.OpError as e:
     code = {tf.errors.InvalidArgumentError: _INVALID,
             tf.errors.FailedPreconditionError:
@@ -206,19 +206,19 @@ def _handle_examples(models, req, response, run):
   return response, servable.version, signature
 
 
-def handle_classify(models: manager_lib.ModelManager, req):
+def handle_classify(models, req):
   """Classify: (ClassificationResponse, version, signature), or ServingError."""
   return _handle_examples(models, req,
                           classification_pb2.ClassificationResponse(), classify)
 
 
-def handle_regress(models: manager_lib.ModelManager, req):
+def handle_regress(models, req):
   """Regress: (RegressionResponse, version, signature), or ServingError."""
   return _handle_examples(models, req, regression_pb2.RegressionResponse(),
                           regress)
 
 
-def handle_predict(models: manager_lib.ModelManager, req):
+def handle_predict(models, req):
   """Predict: (PredictResponse, version, signature), or ServingError."""
   servable = _resolve(models, req.model_spec,
                       req.HasField("model_spec"))
@@ -263,7 +263,7 @@ def handle_predict(models: manager_lib.ModelManager, req):
   return response, servable.version, signature
 
 
-def handle_multi_inference(models: manager_lib.ModelManager, req):
+def handle_multi_inference(models, req):
   """MultiInference: (MultiInferenceResponse, version, signatures), or ServingError."""
   if not req.tasks:
     raise ServingError(_INVALID, "Tasks is empty")
@@ -298,7 +298,7 @@ def handle_multi_inference(models: manager_lib.ModelManager, req):
   return response, servable.version, ",".join(sorted(signatures))
 
 
-def handle_metadata(models: manager_lib.ModelManager, req):
+def handle_metadata(models, req):
   """GetModelMetadata: (GetModelMetadataResponse, version, None), or ServingError."""
   if not req.HasField("model_spec"):
     raise ServingError(_INVALID, "Missing ModelSpec")
@@ -323,7 +323,7 @@ def handle_metadata(models: manager_lib.ModelManager, req):
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
   """Classify, Regress, Predict, MultiInference and GetModelMetadata."""
 
-  def __init__(self, models: manager_lib.ModelManager,
+  def __init__(self, models,
                log_requests: bool = True):
     self._models = models
     self._log = log_requests
@@ -370,7 +370,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                        functools.partial(handle_metadata, self._models))
 
 
-def model_status(models: manager_lib.ModelManager, request
+def model_status(models, request
                  ) -> get_model_status_pb2.GetModelStatusResponse:
   """GetModelStatus, or ServingError."""
   spec = request.model_spec
@@ -406,10 +406,23 @@ def model_status(models: manager_lib.ModelManager, request
   return response
 
 
+def reload_config(models, request) -> None:
+  """HandleReloadConfigRequest: replaces the served models, or ServingError.
+
+  Only a ModelConfigList is accepted (model_service_impl.cc); an empty
+  request is INVALID_ARGUMENT rather than "remove every model".
+  """
+  if request.config.WhichOneof("config") != "model_config_list":
+    raise ServingError(_INVALID, "ServerModelConfig type not supported by "
+                       "HandleReloadConfigRequest. Only ModelConfigList is "
+                       "currently supported")
+  models.reload(request.config)
+
+
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
   """GetModelStatus and HandleReloadConfigRequest."""
 
-  def __init__(self, models: manager_lib.ModelManager):
+  def __init__(self, models):
     self._models = models
 
   def GetModelStatus(self, request, context):  # pylint: disable=invalid-name
@@ -421,14 +434,18 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
   def HandleReloadConfigRequest(self, request, context):  # pylint: disable=invalid-name
     response = model_management_pb2.ReloadConfigResponse()
     try:
-      self._models.reload(request.config)
+      reload_config(self._models, request)
     except ServingError as e:
+      _LOG.error("ReloadConfig failed: %s", e.message)
+      # As TF Serving: the error is the RPC's status and response.status.
       response.status.error_code = e.code.value[0]
       response.status.error_message = e.message
+      context.set_code(e.code)
+      context.set_details(e.message)
     return response
 
 
-def add_to_server(server: grpc.Server, models: manager_lib.ModelManager,
+def add_to_server(server: grpc.Server, models,
                   log_requests: bool = True) -> None:
   """Registers PredictionService and ModelService on a gRPC server."""
   prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(

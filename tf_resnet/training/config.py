@@ -1,9 +1,16 @@
-"""A training run, described by frozen configs that the binary builds from its flags."""
+"""A training run, described by frozen configs that the binary builds from its flags.
+
+`paper_config` gives the paper's run for a network and data set, from the
+family registry (`tf_resnet.families`); the training binary is that plus
+the flags a user set. `config_changes` compares a stored run with a new
+command, for resuming.
+"""
 
 import dataclasses
 import json
 from typing import Any, Optional
 
+from tf_resnet import families
 from tf_resnet.data import pipeline
 from tf_resnet.model import zoo
 from tf_resnet.training import strategy as strategy_lib
@@ -164,6 +171,111 @@ class TrainConfig:
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+def paper_config(model: zoo.ModelConfig, *, dataset: str, model_dir: str,
+                 **overrides: Any) -> TrainConfig:
+  """The paper's run of `model` on `dataset`, with `overrides` on top.
+
+  Args:
+    model: the network; its family gives the recipe.
+    dataset: a `tf_resnet.data` spec; the paper's data sets also give the
+      validation split the paper held out (CIFAR-10: 5,000; ImageNet: see
+      `families.IMAGENET`).
+    model_dir: where the run lives.
+    **overrides: TrainConfig fields, or the fields of its parts by their
+      names: `batch_size`, `seed`, `color_augmentation`, `holdout`,
+      `data_dir`, `on_bad_file`, `stats_max_images`, and ScheduleConfig's
+      (`kind`, `learning_rate`, `boundaries`, ...). None means the default.
+
+  Returns:
+    The config.
+
+  Raises:
+    ValueError: for an unknown override or an invalid value.
+  """
+  recipe = families.get(model.family).recipe
+  values = {k: v for k, v in overrides.items() if v is not None}
+
+  def take(name, default):
+    return values.pop(name, default)
+
+  schedule = ScheduleConfig(
+      kind=take("kind", recipe.schedule),
+      learning_rate=take("learning_rate", 0.1),
+      boundaries=tuple(take("boundaries", recipe.lr_boundaries)),
+      factor=take("factor", 0.1),
+      patience=take("patience", recipe.plateau_patience),
+      threshold=take("threshold", recipe.plateau_threshold),
+      min_learning_rate=take("min_learning_rate", recipe.min_learning_rate),
+      warmup_learning_rate=take(
+          "warmup_learning_rate",
+          recipe.warmup_for(model.architecture, model.depth)),
+      warmup_until_error=take("warmup_until_error", 0.8),
+      warmup_max_steps=take("warmup_max_steps", 2000))
+  data = DataConfig(
+      dataset=dataset, data_dir=take("data_dir", None),
+      holdout=take("holdout", families.paper_holdout(dataset)),
+      on_bad_file=take("on_bad_file", "skip"),
+      stats_max_images=take("stats_max_images", 10_000))
+  input_config = pipeline.InputConfig(
+      global_batch_size=take("batch_size", recipe.batch_size),
+      seed=take("seed", 0),
+      color_augmentation=take("color_augmentation", True),
+      on_bad_image=data.on_bad_file)
+  fields = {f.name for f in dataclasses.fields(TrainConfig)}
+  unknown = sorted(set(values) - fields)
+  if unknown:
+    raise ValueError(f"unknown settings: {', '.join(unknown)}")
+  values.setdefault("train_steps", recipe.train_steps)
+  values.setdefault("eval_every_steps", recipe.eval_every_steps)
+  return TrainConfig(model=model, data=data, input=input_config,
+                     schedule=schedule, model_dir=model_dir, **values)
+
+
+# Settings whose change would make a resumed run train on other images, in
+# another order, or on another schedule than the one it started: refused on
+# resume unless the caller allows it. Anything else (cadence, where files
+# go, how many steps in all, precision) may change and is logged.
+DECISIVE_SETTINGS = ("data.dataset", "data.holdout", "data.on_bad_file",
+                     "input", "schedule", "momentum", "weight_decay",
+                     "model")
+
+
+def config_changes(stored: dict[str, Any], new: TrainConfig
+                   ) -> list[tuple[str, Any, Any, bool]]:
+  """How `new` differs from a run's stored config.json.
+
+  Settings the stored file lacks (written by an older version) are not
+  changes.
+
+  Args:
+    stored: the parsed config.json.
+    new: this command's config.
+
+  Returns:
+    (dotted name, stored value, new value, decisive) per changed setting;
+    decisive changes alter the data or the schedule (DECISIVE_SETTINGS).
+  """
+  changes = []
+
+  def walk(old, current, prefix):
+    for key in sorted(set(old) & set(current)):
+      name = f"{prefix}{key}"
+      a, b = old[key], current[key]
+      if isinstance(a, dict) and isinstance(b, dict):
+        walk(a, b, f"{name}.")
+      elif _normalized(a) != _normalized(b):
+        decisive = any(name == s or name.startswith(s + ".")
+                       for s in DECISIVE_SETTINGS)
+        changes.append((name, a, b, decisive))
+
+  walk(stored, json.loads(new.to_json()), "")
+  return changes
+
+
+def _normalized(value: Any) -> Any:
+  return list(value) if isinstance(value, tuple) else value
 
 
 def model_config_from_json(text: str) -> zoo.ModelConfig:

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_resnet.model import resnet
-from tf_resnet.model import responses
+from tf_resnet.analysis import responses
 
 
 def _randomize_batch_norms(network: tf.Module, seed: int) -> None:

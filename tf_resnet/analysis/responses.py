@@ -6,7 +6,7 @@ residual functions to be generally closer to zero than the plain nets' layers.
 Here the standard deviation of a layer's response is taken over every element
 of its output (images, positions and channels) for a set of images, with the
 network in inference mode. The batch-norm outputs are collected through
-`cost.module_calls`, so the networks need no probes of their own.
+`hooks.module_calls`, so the networks need no probes of their own.
 """
 
 import dataclasses
@@ -15,7 +15,7 @@ from typing import Iterable, Union
 import numpy as np
 import tensorflow as tf
 
-from tf_resnet.model import cost
+from tf_resnet.model import hooks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +43,7 @@ class LayerResponse:
 
 
 def _responses_of_3x3_layers(
-    calls: list[cost.Call]) -> list[tuple[tf.Module, cost.Call]]:
+    calls: list[hooks.Call]) -> list[tuple[tf.Module, hooks.Call]]:
   """(convolution, its batch normalization's call) of each 3x3 layer, in order."""
   selected, last_conv = [], None
   for call in calls:
@@ -81,12 +81,12 @@ def layer_response_stds(network: tf.Module,
 
   @tf.function(autograph=False, reduce_retracing=True)
   def moments(images):
-    with cost.module_calls() as calls:
+    with hooks.module_calls() as calls:
       network(images, is_training=False)
     pairs = _responses_of_3x3_layers(calls)
     layers = [call for _, call in pairs]
     kernels[:] = [conv.kernel for conv, _ in pairs]
-    paths[:] = [cost.relative_path(c.scope, root) for c in layers]
+    paths[:] = [hooks.relative_path(c.scope, root) for c in layers]
     # Count, sum and sum of squares per layer, in float64 so that a pass over
     # many batches loses nothing to rounding.
     return tf.stack([tf.stack([

@@ -4,7 +4,7 @@ import json
 
 import tensorflow as tf
 
-from tf_resnet.model import describe
+from tf_resnet.analysis import describe
 from tf_resnet.model import zoo
 
 

@@ -3,21 +3,19 @@
 The paper's "FLOPs" (Table 1, Fig. 3) are multiply-adds of the convolutional
 and fully-connected layers for one 224x224 image. Rather than keeping a table
 of layer shapes beside the networks, every weight layer reports its own cost
-when it is called while a `Profile` is being taken: the network is traced once
+when it is called (`tf_resnet.model.hooks`): the network is traced once
 (symbolically, with no arithmetic) on a batch of one, and each layer records
 the shape it produced and the multiply-adds it needed. Batch normalization,
 ReLU, pooling and shortcut additions are not counted, as in the paper.
 """
 
-import contextlib
 import dataclasses
-import threading
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
-_local = threading.local()
+from tf_resnet.model import hooks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,69 +63,6 @@ class Profile:
     return [r for r in self.records if r.kind == kind]
 
 
-def record(module: tf.Module, kind: str, outputs: tf.Tensor,
-           multiply_adds: int = 0) -> None:
-  """Reports a module's call to `module_calls` (and so to `profile`), if active.
-
-  Cheap when no profile is being taken, so layers call it unconditionally. It
-  runs in Python, so inside a `tf.function` it records at trace time only.
-
-  Args:
-    module: the module that produced `outputs`.
-    kind: what the module is, e.g. `conv`.
-    outputs: its output, batch first, with a static shape.
-    multiply_adds: multiply-adds for one example.
-  """
-  stack = getattr(_local, "stack", None)
-  if not stack:
-    return
-  stack[-1].append(Call(module, kind, outputs, int(multiply_adds)))
-
-
-@dataclasses.dataclass(frozen=True)
-class Call:
-  """One layer call seen by `module_calls`.
-
-  Attributes:
-    module: the module called.
-    kind: what it is (`conv`, `batch_norm`, ...).
-    outputs: what it returned (symbolic while a `tf.function` is traced).
-    multiply_adds: multiply-adds for one example.
-  """
-
-  module: tf.Module
-  kind: str
-  outputs: tf.Tensor
-  multiply_adds: int
-
-  @property
-  def scope(self) -> str:
-    return self.module.name_scope.name
-
-
-@contextlib.contextmanager
-def module_calls() -> Iterator[list[Call]]:
-  """Collects the layer calls made inside the block, in call order.
-
-  Inside a `tf.function` the calls are seen when it is traced, and their
-  `outputs` are that graph's tensors: a traced function can return them, or
-  values computed from them (see `responses.py`).
-  """
-  if not hasattr(_local, "stack"):
-    _local.stack = []
-  calls: list[Call] = []
-  _local.stack.append(calls)
-  try:
-    yield calls
-  finally:
-    _local.stack.pop()
-
-
-def relative_path(scope: str, root: str) -> str:
-  """A module's name scope relative to its network's, e.g. `stage_2/block_0/bn_1`."""
-  return (scope[len(root):] if scope.startswith(root) else scope).rstrip("/")
-
-
 def count_params(module: tf.Module) -> int:
   """Number of trainable parameters of `module`."""
   return sum(int(np.prod(v.shape)) for v in module.trainable_variables)
@@ -146,11 +81,11 @@ def profile(network: tf.Module, input_shape: Sequence[int]) -> Profile:
   spec = tf.TensorSpec((1, *input_shape), tf.float32)
   forward = tf.function(lambda x: network(x, is_training=False),
                         autograph=False)
-  with module_calls() as calls:
+  with hooks.module_calls() as calls:
     forward.get_concrete_function(spec)
   root = network.name_scope.name
   records = tuple(
-      Record(path=relative_path(call.scope, root), kind=call.kind,
+      Record(path=hooks.relative_path(call.scope, root), kind=call.kind,
              output_shape=tuple(call.outputs.shape[1:].as_list()),
              multiply_adds=call.multiply_adds)
       for call in calls)

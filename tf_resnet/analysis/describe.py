@@ -9,8 +9,8 @@ ours, never instead of them.
 import dataclasses
 from typing import Any, Optional, Sequence
 
-from tf_resnet.model import cost
-from tf_resnet.model import paper
+from tf_resnet.analysis import cost
+from tf_resnet.analysis import paper
 from tf_resnet.model import zoo
 
 

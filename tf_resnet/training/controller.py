@@ -1,0 +1,217 @@
+"""The Controller: the cadence of training, evaluation and saving, and how a run stops.
+
+Orbit's shape: the Controller asks the Trainer for `train(n)` until the next
+event (an evaluation, a checkpoint, the end), evaluates on the validation
+split, feeds the errors to the schedule, saves checkpoints every
+`checkpoint_every_steps` and at least every `checkpoint_every_secs`, on
+SIGTERM/SIGINT and at the end, and runs the caller's actions. Decisions
+(the plateau schedule, the best model) are taken on the validation split
+only; without one, the test split is evaluated and logged, never selected on.
+"""
+
+import dataclasses
+import signal
+import time
+from typing import Optional, Sequence
+
+from tf_resnet.training import actions as actions_lib
+from tf_resnet.training import checkpoints
+from tf_resnet.training import errors
+from tf_resnet.training import evaluation
+from tf_resnet.training import progress as progress_lib
+from tf_resnet.training import run_dir
+from tf_resnet.training import trainer as trainer_lib
+from tf_resnet.training import writers
+
+
+@dataclasses.dataclass(frozen=True)
+class Cadence:
+  """When things happen, in steps (and seconds for checkpoints)."""
+
+  train_steps: int
+  steps_per_loop: int
+  eval_every_steps: Optional[int] = None
+  checkpoint_every_steps: Optional[int] = None
+  checkpoint_every_secs: float = 600.0
+
+
+@dataclasses.dataclass
+class RunResult:
+  """How a run ended."""
+
+  step: int
+  interrupted_by: Optional[int] = None  # The signal that stopped it.
+  last_eval: Optional[evaluation.EvalResult] = None
+  checkpoint: Optional[str] = None
+  model: Optional[object] = None  # The trained network.
+
+
+class _SignalCatcher:
+  """Turns SIGTERM and SIGINT into a flag the loop checks between calls."""
+
+  def __init__(self):
+    self.caught: Optional[int] = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.caught = signum
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+class Controller:
+  """Runs a Trainer to `cadence.train_steps`."""
+
+  def __init__(self, trainer: trainer_lib.Trainer, *,
+               cadence: Cadence,
+               checkpointer: checkpoints.Checkpointer,
+               writer: writers.MetricsWriter,
+               progress: progress_lib.Progress,
+               validation_split: Optional[str],
+               monitor_test: bool = False,
+               actions: Sequence[actions_lib.Action] = ()):
+    """Constructs the controller.
+
+    Args:
+      trainer: what trains.
+      cadence: when to evaluate and save.
+      checkpointer: saves the trainer's checkpoint.
+      writer: where metrics go.
+      progress: where a person reads them.
+      validation_split: the split decisions are taken on (`holdout`), or
+        None: then the test split is evaluated, logged as `test`, and
+        nothing is decided on it.
+      monitor_test: with a validation split, also evaluate the test split
+        at every evaluation (logged as `test`; never decides anything).
+      actions: run after each validation and at the end.
+    """
+    self.trainer = trainer
+    self.cadence = cadence
+    self.checkpointer = checkpointer
+    self.writer = writer
+    self.progress = progress
+    self.validation_split = validation_split
+    self.monitor_test = monitor_test and validation_split is not None
+    self.actions = list(actions)
+
+  def _next_stop(self, step: int) -> int:
+    c = self.cadence
+    stops = [c.train_steps, step + c.steps_per_loop]
+    for every in (c.eval_every_steps, c.checkpoint_every_steps):
+      if every:
+        stops.append((step // every + 1) * every)
+    return min(stops)
+
+  def _evaluate_split(self, step: int, split: str,
+                      kind: str) -> evaluation.EvalResult:
+    result = self.trainer.evaluate(split)
+    self.writer.write(kind, step, {"top1_error": result.top1_error,
+                                   "top5_error": result.top5_error,
+                                   "examples": float(result.examples)})
+    self.progress.message(
+        f"step {step}: {split} top-1 error {result.top1_error:.4f}, top-5 "
+        f"{result.top5_error:.4f} ({result.examples} examples)")
+    return result
+
+  def evaluate(self, step: int) -> evaluation.EvalResult:
+    """Evaluates, decides on the validation split, and runs the actions."""
+    if self.validation_split is None:
+      return self._evaluate_split(step, "test", "test")
+    result = self._evaluate_split(step, self.validation_split, "eval")
+    if self.monitor_test:
+      self._evaluate_split(step, "test", "test")
+    plateau = self.trainer.plateau
+    if plateau is not None and plateau.observe_validation_error(
+        result.top1_error):
+      self.progress.message(
+          f"step {step}: validation error plateaued; learning rate now "
+          f"{float(plateau(step)):.4g}")
+    best = self.trainer.best_error
+    improved = result.top1_error < float(best)
+    if improved:
+      best.assign(result.top1_error)
+    for action in self.actions:
+      action.on_validation(step, result, improved)
+    return result
+
+  def _train_interval(self, step: int) -> int:
+    """Trains to the next stop; logs the interval; returns the new step."""
+    trainer = self.trainer
+    try:
+      metrics = trainer.train(self._next_stop(step) - step)
+    except trainer_lib.NonFiniteLoss as e:
+      raise errors.TrainingError(
+          f"{e}; training stopped. The last good checkpoint is "
+          f"{self.checkpointer.latest or run_dir.NO_CHECKPOINT}; lower "
+          "--learning_rate or check the data.") from None
+    batch = trainer.config.input.global_batch_size
+    rate = metrics.images_per_sec
+    self.progress.show(metrics.step, metrics.loss, metrics.train_error,
+                       metrics.learning_rate, rate,
+                       (self.cadence.train_steps - metrics.step) * batch
+                       / max(rate, 1e-9))
+    self.writer.write("train", metrics.step, metrics.to_json())
+    warmup = trainer.warmup
+    if warmup is not None and warmup.observe_train_error(
+        metrics.train_error):
+      self.progress.message(
+          f"step {metrics.step}: training error {metrics.train_error:.3f} "
+          "is below the warm-up threshold; learning rate back to "
+          f"{trainer.config.schedule.learning_rate}")
+    return metrics.step
+
+  def run(self, restored: Optional[str] = None) -> RunResult:
+    """Trains to the end, or until a signal; saves on the way.
+
+    Args:
+      restored: the checkpoint the trainer was restored from, if any.
+
+    Returns:
+      How the run ended.
+
+    Raises:
+      errors.TrainingError: for a non-finite loss (nothing is saved over
+        the last good checkpoint).
+    """
+    c = self.cadence
+    start = step = self.trainer.step
+    result = RunResult(step=start, checkpoint=restored,
+                       model=self.trainer.model)
+    last_save = time.time()
+    with _SignalCatcher() as signals:
+      while step < c.train_steps:
+        step = self._train_interval(step)
+        if (c.eval_every_steps and step % c.eval_every_steps == 0
+            and step < c.train_steps):
+          result.last_eval = self.evaluate(step)
+        due_save = ((c.checkpoint_every_steps
+                     and step % c.checkpoint_every_steps == 0)
+                    or time.time() - last_save >= c.checkpoint_every_secs
+                    or signals.caught is not None)
+        if due_save and step < c.train_steps:
+          result.checkpoint = self.checkpointer.save(step)
+          last_save = time.time()
+        if signals.caught is not None:
+          result.interrupted_by = signals.caught
+          self.progress.message(
+              f"Stopped by signal {signals.caught} at step {step}; saved "
+              f"{result.checkpoint}. Run the same command to resume.")
+          result.step = step
+          self.writer.flush()
+          return result
+      result.last_eval = self.evaluate(step)
+      if step > start or not restored:
+        result.checkpoint = self.checkpointer.save(step)
+        for action in self.actions:
+          action.on_end(step)
+    self.writer.flush()
+    result.step = step
+    return result

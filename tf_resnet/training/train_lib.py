@@ -1,0 +1,232 @@
+"""Runs (or resumes) a training run: checks, data, Trainer, Controller, actions.
+
+`train(config)` is what `tf_resnet.train` calls, and what tests, benchmarks
+and library users call too (flax's `train_and_evaluate` in spirit):
+
+* everything that can be wrong is checked before any compute: the data, the
+  model_dir, the batch's divisibility among replicas, a model_dir that holds
+  another network, a resumed run whose data or schedule would change;
+* rerunning the same command resumes from the newest checkpoint that reads
+  (damaged ones are moved aside with a warning), also after `kill -9`, and
+  stops at `train_steps`;
+* the chief alone writes checkpoints, summaries, logs and exports; what runs
+  after evaluations and at the end (the best checkpoint, exports) are actions
+  the caller passes in (`make_actions`).
+"""
+
+import dataclasses
+import json
+import os
+import sys
+from typing import Callable, Optional, Sequence, TextIO
+
+from absl import logging
+import tensorflow as tf
+
+from tf_resnet.data import sources
+from tf_resnet.data import stats as stats_lib
+from tf_resnet.training import actions as actions_lib
+from tf_resnet.training import checkpoints
+from tf_resnet.training import config as config_lib
+from tf_resnet.training import controller as controller_lib
+from tf_resnet.training import errors
+from tf_resnet.training import progress as progress_lib
+from tf_resnet.training import run_dir
+from tf_resnet.training import strategy as strategy_lib
+from tf_resnet.training import trainer as trainer_lib
+from tf_resnet.training import writers
+
+TrainingError = errors.TrainingError
+RunResult = controller_lib.RunResult
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """What a run is built from; handed to `make_actions`."""
+
+  config: config_lib.TrainConfig
+  source: sources.Source
+  statistics: stats_lib.Statistics
+  trainer: trainer_lib.Trainer
+  is_chief: bool
+
+
+ActionsFn = Callable[[Experiment], Sequence[actions_lib.Action]]
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process writes the run's files (the chief, or worker 0)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.task_type:
+    return True
+  return (resolver.task_type == "chief"
+          or (resolver.task_type == "worker" and resolver.task_id == 0
+              and "chief" not in resolver.cluster_spec().as_dict()))
+
+
+def _check_model_dir(model_dir: str) -> None:
+  try:
+    tf.io.gfile.makedirs(model_dir)
+    probe = os.path.join(model_dir, f".write_test_{os.getpid()}")
+    with tf.io.gfile.GFile(probe, "w") as f:
+      f.write("ok")
+    tf.io.gfile.remove(probe)
+  except (tf.errors.OpError, OSError) as e:
+    raise TrainingError(f"--model_dir={model_dir} is not writable: "
+                        f"{getattr(e, 'message', e)}") from None
+
+
+def _check_resume(config: config_lib.TrainConfig, allow_config_change: bool,
+                  say: Callable[[str], None]) -> None:
+  """Compares the stored config.json with this command's config.
+
+  Raises:
+    TrainingError: for another network, or (unless allowed) a change of the
+      data or the schedule.
+  """
+  path = os.path.join(config.model_dir, run_dir.CONFIG_FILE)
+  if not tf.io.gfile.exists(path):
+    return
+  with tf.io.gfile.GFile(path) as f:
+    text = f.read()
+  previous = config_lib.model_config_from_json(text)
+  if previous != config.model:
+    raise TrainingError(
+        f"{config.model_dir} holds a run of {previous.display_name} "
+        f"({previous.family}, {previous.num_classes} classes); this command "
+        f"builds {config.model.display_name} ({config.model.family}, "
+        f"{config.model.num_classes} classes). Use another --model_dir.")
+  changes = config_lib.config_changes(json.loads(text), config)
+  decisive = [c for c in changes if c[3]]
+  if decisive and not allow_config_change:
+    listed = "; ".join(f"{name}: {old!r} -> {new!r}"
+                       for name, old, new, _ in decisive)
+    raise TrainingError(
+        f"{config.model_dir} holds a run this command would change: "
+        f"{listed}. These change the data or the schedule of a run under "
+        "way; use another --model_dir, the run's own settings, or "
+        "--allow_config_change to change them anyway.")
+  for name, old, new, _ in changes:
+    say(f"Resuming with {name} changed: {old!r} -> {new!r}")
+
+
+def _validation_split(source: sources.Source) -> Optional[str]:
+  return "holdout" if source.has_split("holdout") else None
+
+
+def train(config: config_lib.TrainConfig, *,
+          source: Optional[sources.Source] = None,
+          make_actions: Optional[ActionsFn] = None,
+          allow_config_change: bool = False,
+          progress_stream: TextIO = sys.stdout) -> RunResult:
+  """Trains (or resumes training) as `config` says.
+
+  Args:
+    config: the run.
+    source: the data `config.data` names, if the caller has it already.
+    make_actions: given the built experiment, the actions to run after
+      validations and at the end (e.g. exports), besides keeping the best
+      checkpoint.
+    allow_config_change: resume even if the data or schedule settings
+      differ from the stored run's (each change is logged either way).
+    progress_stream: where progress lines go.
+
+  Returns:
+    How the run ended.
+
+  Raises:
+    TrainingError: for an unusable model_dir, a refused change, unreadable
+      checkpoints or a non-finite loss.
+    sources.DataError: for missing or unusable data.
+    ValueError: for a batch that does not divide among the replicas, or
+      data that does not fit the network.
+  """
+  strategy = strategy_lib.make_strategy(config.strategy,
+                                        config.num_cpu_devices)
+  replicas = strategy.num_replicas_in_sync
+  if config.input.global_batch_size % replicas:
+    raise ValueError(f"--batch_size={config.input.global_batch_size} must be "
+                     f"divisible by the number of replicas ({replicas})")
+  chief = is_chief(strategy)
+  progress = progress_lib.Progress(config.train_steps, progress_stream,
+                                   enabled=chief)
+  _check_model_dir(config.model_dir)
+  if source is None:
+    source = sources.parse(config.data.dataset, data_dir=config.data.data_dir,
+                           family=config.model.family,
+                           holdout=config.data.holdout,
+                           on_bad_file=config.data.on_bad_file)
+  if source.family != config.model.family:
+    raise ValueError(f"{source.name} is a {source.family}-family data set; "
+                     f"the network is {config.model.family}-family")
+  if source.num_classes != config.model.num_classes:
+    raise ValueError(f"{source.name} has {source.num_classes} classes; the "
+                     f"network has {config.model.num_classes} outputs")
+  validation = _validation_split(source)
+  if validation is None and config.export_best:
+    raise ValueError("--export_best selects on the validation error and "
+                     "there is no validation split: pass --holdout=N")
+  _check_resume(config, allow_config_change, progress.message)
+  stats_path = os.path.join(config.model_dir, run_dir.STATS_FILE)
+  if tf.io.gfile.exists(stats_path):
+    statistics = stats_lib.Statistics.load(stats_path)
+  else:
+    progress.message(
+        f"Computing the per-pixel mean and RGB components from up to "
+        f"{config.data.stats_max_images} training images (once; kept in "
+        f"{stats_path})")
+    statistics = stats_lib.compute(source,
+                                   max_images=config.data.stats_max_images)
+    logging.info("Computed the mean image and RGB components from %d "
+                 "training images of %s", statistics.num_images, source.name)
+    if chief:
+      statistics.save(stats_path)
+  if chief:
+    run_dir.write_atomically(os.path.join(config.model_dir,
+                                          run_dir.CONFIG_FILE),
+                             config.to_json())
+    run_dir.write_atomically(
+        os.path.join(config.model_dir, run_dir.LABELS_FILE),
+        "".join(f"{name}\n" for name in source.class_names))
+  if validation is None:
+    progress.message(
+        f"No validation split ({source.name} has no holdout): evaluations "
+        "use the test split and are only logged; nothing is selected on "
+        "them (no best checkpoint"
+        + (", and the plateau schedule keeps its rate" if
+           config.schedule.kind == "plateau" else "")
+        + "). Pass --holdout=N to hold out N training examples.")
+
+  trainer = trainer_lib.Trainer(config, strategy, source, statistics)
+  checkpointer = checkpoints.Checkpointer(
+      trainer.checkpoint, config.model_dir, is_chief=chief,
+      max_to_keep=config.keep_checkpoints, step_counter=trainer.task.step)
+  try:
+    restored, damaged = checkpointer.newest_readable()
+  except checkpoints.CheckpointError as e:
+    raise TrainingError(str(e)) from None
+  if damaged:
+    progress.message(checkpoints.log_damaged(damaged, restored))
+  trainer.restore(restored)
+  if restored:
+    progress.message(f"Resumed from {restored} at step {trainer.step}")
+  experiment = Experiment(config, source, statistics, trainer, chief)
+  actions = [actions_lib.SaveBestCheckpoint(trainer.model, trainer.task.step,
+                                            config.model_dir,
+                                            is_chief=chief)]
+  actions += list(make_actions(experiment) if make_actions else ())
+  controller = controller_lib.Controller(
+      trainer,
+      cadence=controller_lib.Cadence(
+          train_steps=config.train_steps,
+          steps_per_loop=config.steps_per_loop,
+          eval_every_steps=config.eval_every_steps,
+          checkpoint_every_steps=config.checkpoint_every_steps,
+          checkpoint_every_secs=config.checkpoint_every_secs),
+      checkpointer=checkpointer,
+      writer=writers.create_writer(config.model_dir, just_logging=not chief),
+      progress=progress,
+      validation_split=validation,
+      monitor_test=config.monitor_test,
+      actions=actions)
+  return controller.run(restored)
