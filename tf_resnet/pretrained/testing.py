@@ -7,6 +7,7 @@ every tensor, every fold and every convention right to reproduce their
 outputs.
 """
 
+import re
 from typing import Optional
 
 import h5py
@@ -62,17 +63,17 @@ def keras_resnet(depth: int, *, include_top: bool = True, seed: int = 0):
 
 
 def caffe_layer_name(name: str) -> str:
-  """Keras 2.2.4's (Caffe's) name of a keras.applications ResNet layer, e.g. res2a_branch2a."""
+  """Keras 2.2.4's (Caffe's) name of a keras.applications ResNet-50 layer, e.g. res2a_branch2a."""
   fixed = {"conv1_conv": "conv1", "conv1_bn": "bn_conv1",
            "predictions": "fc1000"}
   if name in fixed:
     return fixed[name]
-  if not name.startswith("conv") or "_block" not in name:
-    return name
-  stage = name[4]
-  block, index, kind = name.split("_")[1:]
-  block = int(block[len("block"):]) - 1
-  letter = "a" if block == 0 else f"b{block}"
+  match = re.match(r"^conv(\d)_block(\d+)_(\d)_(conv|bn)$", name)
+  if not match:
+    return name  # Layers without weights keep their names.
+  stage, block, index, kind = match.groups()
+  block = int(block) - 1
+  letter = "abcdef"[block]  # Keras 2.2.4's ResNet50: res2a ... res4f.
   branch = "1" if index == "0" else "2" + "abc"[int(index) - 1]
   return f"{'res' if kind == 'conv' else 'bn'}{stage}{letter}_branch{branch}"
 
@@ -218,13 +219,18 @@ def torchvision_resnet(depth: int, num_classes: Optional[int] = 1000,
   model = ResNet()
   with torch.no_grad():
     for module in model.modules():
+      # He-initialised weights (torch's defaults are smaller), so that the
+      # logits depend on the image, not only on the biases.
+      if isinstance(module, (nn.Conv2d, nn.Linear)):
+        fan_in = module.weight[0].numel()
+        module.weight.normal_(0, (2.0 / fan_in) ** 0.5)
       if isinstance(module, nn.BatchNorm2d):
-        module.weight.uniform_(0.2, 0.6)
-        module.bias.normal_(0, 0.2)
-        module.running_mean.normal_(0, 0.2)
+        module.weight.uniform_(0.5, 1.0)
+        module.bias.normal_(0, 0.05)
+        module.running_mean.normal_(0, 0.05)
         module.running_var.uniform_(0.5, 2.0)
       elif isinstance(module, nn.Linear):
-        module.bias.normal_(0, 0.2)
+        module.bias.normal_(0, 0.01)
   return model.eval()
 
 
@@ -239,6 +245,14 @@ def torchvision_preprocess(images: np.ndarray):
 
 def random_images(height: int, width: int, count: int = 2,
                   seed: int = 0) -> np.ndarray:
-  """uint8 [count, height, width, 3] noise images (decoded pixels)."""
+  """uint8 [count, height, width, 3] random images (decoded pixels).
+
+  Coarse random blocks of colour plus pixel noise: unlike pure noise, which
+  global average pooling turns into nearly the same features for every
+  image, different images get clearly different logits.
+  """
   rng = np.random.default_rng(seed)
-  return rng.integers(0, 256, (count, height, width, 3), dtype=np.uint8)
+  coarse = rng.uniform(0, 255, (count, height // 16 + 1, width // 16 + 1, 3))
+  pixels = coarse.repeat(16, axis=1).repeat(16, axis=2)[:, :height, :width]
+  pixels = pixels + rng.normal(0, 20, pixels.shape)
+  return np.clip(pixels, 0, 255).round().astype(np.uint8)
