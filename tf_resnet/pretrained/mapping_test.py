@@ -217,7 +217,7 @@ class TorchvisionTest(tf.test.TestCase, parameterized.TestCase,
     super().setUpClass()
     cls.dir = tempfile.mkdtemp()
 
-  @parameterized.parameters((18, "pth"), (50, "safetensors"), (50, "pth"))
+  @parameterized.parameters((18, "pth"), (50, "safetensors"))
   def test_logits_equal_torchvision(self, depth, kind):
     import torch  # pylint: disable=g-import-not-at-top
     from safetensors import torch as safetensors_torch  # pylint: disable=g-import-not-at-top
