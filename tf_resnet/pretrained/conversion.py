@@ -141,19 +141,19 @@ def load_into(network: tf.Module, converted: mapping.Converted,
 def _class_names(config: ConvertConfig, converted: mapping.Converted
                  ) -> list[str]:
   classes = converted.model.num_classes
+  if config.labels not in labels_lib.LABEL_KINDS:
+    with open(config.labels) as f:
+      names = f.read().splitlines()
+    if len(names) != classes:
+      raise ConversionError(f"--labels={config.labels} has {len(names)} "
+                            f"names for {classes} classes")
+    return names
   if not converted.new_head and classes == labels_lib.NUM_CLASSES:
     return labels_lib.imagenet_labels(config.labels)
-  if config.labels in labels_lib.LABEL_KINDS:
-    if converted.new_head:
-      return [f"class_{i}" for i in range(classes)]
-    raise ConversionError(f"{config.weights} has {classes} classes, not "
-                          "ImageNet's 1000: give --labels=FILE")
-  with open(config.labels) as f:
-    names = f.read().splitlines()
-  if len(names) != classes:
-    raise ConversionError(f"--labels={config.labels} has {len(names)} "
-                          f"names for {classes} classes")
-  return names
+  if converted.new_head:
+    return [f"class_{i}" for i in range(classes)]
+  raise ConversionError(f"{config.weights} has {classes} classes, not "
+                        "ImageNet's 1000: give --labels=FILE")
 
 
 def _statistics(mean_rgb: Sequence[float]) -> stats_lib.Statistics:
