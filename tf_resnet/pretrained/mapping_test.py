@@ -293,7 +293,7 @@ class TorchvisionTest(tf.test.TestCase, parameterized.TestCase,
 
 
 @unittest.skipUnless(os.environ.get("TF_RESNET_SLOW_TESTS"),
-                     "ResNet-101/152 parity takes about a minute: set "
+                     "ResNet-101/152 parity takes 2.5 minutes: set "
                      "TF_RESNET_SLOW_TESTS=1")
 class DeepKerasTest(tf.test.TestCase, parameterized.TestCase, _ParityMixin):
 
