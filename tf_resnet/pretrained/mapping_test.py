@@ -4,7 +4,7 @@ The sources' files are made here (random weights, BN statistics and Keras's
 convolution biases), converted, and the project's logits compared with the
 source's on the same images, at 224x224 and at a non-square size, eagerly
 and under tf.function. ResNet-101/152 run when TF_RESNET_SLOW_TESTS is set
-(about a minute); their mapping differs from ResNet-50's only in block
+(2.5 minutes); their mapping differs from ResNet-50's only in block
 counts, which the fast tests below cover by name.
 """
 
