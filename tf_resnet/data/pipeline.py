@@ -17,7 +17,7 @@ buffer, and resume through a checkpointed iterator instead.
 """
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -251,11 +251,3 @@ def eval_dataset(source: sources.Source, statistics: stats_lib.Statistics,
     ds = ds.batch(batch_size)
   return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
-
-def scales_for(family: str, scales: Optional[Sequence[int]] = None
-               ) -> tuple[int, ...]:
-  """Test scales: the given ones, or the paper's for ImageNet, 32 for CIFAR."""
-  if scales:
-    return tuple(scales)
-  return (transforms.IMAGENET_TEST_SCALES if family == "imagenet"
-          else (transforms.CIFAR_SIZE,))
