@@ -11,7 +11,24 @@ at each of several scales.
 
 Images enter as uint8 [H, W, 3] (or encoded JPEG/PNG bytes, decoded here with
 a fused decode-and-crop for JPEGs when only a window is needed) and leave as
-float32 with the per-pixel mean subtracted.
+float32 with the mean subtracted, by one rule in every mode (and in the
+export, which uses these functions):
+
+* The per-pixel mean image belongs to the frame of a crop: it is the average
+  of the training set's test-style crops (224x224 centre crops of the
+  256-resized images; CIFAR's 32x32 images), computed by `stats`. Every
+  crop of that size subtracts it pixel for pixel, never resized: training
+  crops, the centre crop, each of the ten crops, and mirrored crops (which
+  subtract it unmirrored, like a training crop of the mirrored image). So
+  one image region gets one mean in every mode: the 10-crop's centre view is
+  the centre-crop view.
+  CIFAR's 32x32 image is its own crop frame: its training view takes the
+  mean off the image before padding, cropping and flipping (section 4.2).
+* A multi-scale view is the whole image at some scale, not a crop; the
+  network slides over it, so it subtracts the mean image's average colour,
+  the same at every position. (Stretching the crop-sized mean over the whole
+  image would give the image's centre a mean computed from a larger region,
+  and its borders the mean of the crops' centres.)
 """
 
 from typing import Callable, Optional, Sequence
@@ -135,21 +152,38 @@ def center_window(resize: int = IMAGENET_TEST_RESIZE,
 
 
 def subtract_mean(image: tf.Tensor, mean_image: tf.Tensor) -> tf.Tensor:
-  """Subtracts the per-pixel mean, resized (bilinear) to the image's size if needed.
+  """Subtracts the per-pixel mean from crops of the mean's own size, pixel for pixel.
+
+  The mean image lives in the frame of a crop (see the module docstring): it
+  is never resized, and a mirrored crop subtracts it unmirrored, as a
+  training crop drawn from the mirrored image does.
 
   Args:
-    image: float32 [..., H, W, 3].
-    mean_image: float32 [h, w, 3], computed at the family's crop size.
+    image: float32 [..., S, S, 3], one crop or a stack of crops.
+    mean_image: float32 [S, S, 3].
 
   Returns:
-    `image - mean`, float32.
+    `image - mean_image`, float32.
+
+  Raises:
+    ValueError: if the crop and the mean differ in size (when known while
+      tracing; otherwise the subtraction fails when it runs).
   """
-  size = tf.shape(image)[-3:-1]
-  mean = tf.cond(
-      tf.reduce_all(tf.equal(size, tf.shape(mean_image)[:2])),
-      lambda: mean_image,
-      lambda: tf.image.resize(mean_image, size, method="bilinear"))
-  return image - mean
+  image = tf.convert_to_tensor(image, tf.float32)
+  mean_image = tf.convert_to_tensor(mean_image, tf.float32)
+  size, mean_size = image.shape[-3:-1], mean_image.shape[:2]
+  if (size.is_fully_defined() and mean_size.is_fully_defined()
+      and size != mean_size):
+    raise ValueError(f"a {size[0]}x{size[1]} crop cannot take the "
+                     f"{mean_size[0]}x{mean_size[1]} per-pixel mean; crops "
+                     "and the mean must have one size")
+  return image - mean_image
+
+
+def mean_colour(mean_image: tf.Tensor) -> tf.Tensor:
+  """The mean image's average over positions, float32 [3]: the whole-image views' mean."""
+  return tf.reduce_mean(tf.convert_to_tensor(mean_image, tf.float32),
+                        axis=[0, 1])
 
 
 def pca_lighting(image: tf.Tensor, seed: tf.Tensor, eigenvalues: tf.Tensor,
@@ -288,19 +322,23 @@ def imagenet_ten_crop(image: tf.Tensor, mean_image: tf.Tensor, *,
                       crop: int = IMAGENET_CROP) -> tf.Tensor:
   """The standard 10-crop: corners and centre of the 256-resized image, and their flips.
 
+  Each crop, mirrored or not, subtracts the mean image pixel for pixel, so
+  the centre crop is the `imagenet_center` view.
+
   Returns:
     float32 [10, crop, crop, 3]: the five crops, then the same five flipped.
   """
   if encoded:
     image = decode_rgb(image)
-  resized = subtract_mean(resize_shorter_side(image, resize), mean_image)
+  resized = resize_shorter_side(image, resize)
   shape = tf.shape(resized)
   offsets = ten_crop_offsets(shape[0], shape[1], crop)
   crops = tf.stack([resized[offsets[i, 0]:offsets[i, 0] + crop,
                             offsets[i, 1]:offsets[i, 1] + crop]
                     for i in range(5)])
   crops = tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
-  return tf.ensure_shape(crops, [10, crop, crop, 3])
+  crops = tf.ensure_shape(crops, [10, crop, crop, 3])
+  return subtract_mean(crops, mean_image)
 
 
 def multiscale_views(image: tf.Tensor, mean_image: tf.Tensor, *,
@@ -309,9 +347,14 @@ def multiscale_views(image: tf.Tensor, mean_image: tf.Tensor, *,
                      flip: bool = False) -> tuple[tf.Tensor, ...]:
   """The whole image at each test scale, for fully-convolutional testing.
 
+  A whole-image view has no crop frame for the per-pixel mean to belong to,
+  and the network slides over it: every view subtracts the mean image's
+  average colour (`mean_colour`), the one subtraction that treats every
+  position alike.
+
   Args:
     image: uint8 [H, W, 3], or bytes when `encoded`.
-    mean_image: per-pixel mean, resized to each view.
+    mean_image: per-pixel mean [S, S, 3]; its average colour is subtracted.
     encoded: whether `image` is encoded bytes.
     scales: shorter sides of the views.
     flip: also return each view mirrored.
@@ -323,9 +366,10 @@ def multiscale_views(image: tf.Tensor, mean_image: tf.Tensor, *,
   """
   if encoded:
     image = decode_rgb(image)
+  colour = mean_colour(mean_image)
   views = []
   for scale in scales:
-    view = subtract_mean(resize_shorter_side(image, scale), mean_image)[None]
+    view = (resize_shorter_side(image, scale) - colour)[None]
     if flip:
       view = tf.concat([view, tf.reverse(view, axis=[2])], axis=0)
     views.append(view)
