@@ -6,8 +6,10 @@ examples in one of two ways:
 * *indexed* (folders, digits, synthetic, CIFAR-10 held in memory): every
   example is reachable by its index, which gives exact, resumable,
   fully-shuffled input orders (`pipeline.train_dataset`);
-* *streamed* (TFDS ImageNet, too large to index): read shard by shard
-  (`stream`).
+* *streamed* (TFDS ImageNet, too large to index): read in stored order for
+  testing (`stream`), and for training as record files read in shuffled
+  blocks whose order is a function of (seed, position) too (`record_files`,
+  `streaming`).
 
 Splits are `train`, `test` (the paper's test numbers: CIFAR's test set,
 ImageNet's validation set) and, when `holdout` examples are asked for,
@@ -16,7 +18,7 @@ ImageNet's validation set) and, when `holdout` examples are asked for,
 """
 
 import abc
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -62,9 +64,25 @@ class Source(abc.ABC):
     raise NotImplementedError(f"{self.name} is not indexed")
 
   def stream(self, split: str,
-             input_context: Optional[tf.distribute.InputContext],
-             seed: int, shuffle: bool) -> tf.data.Dataset:
-    """The split as a dataset of (image or bytes, int32 label), for streamed sources."""
+             input_context: Optional[tf.distribute.InputContext] = None
+             ) -> tf.data.Dataset:
+    """A streamed source's split in stored order: (image or bytes, int32 label).
+
+    With an `input_context`, each input pipeline reads its own share.
+    """
+    raise NotImplementedError(f"{self.name} is indexed; use `load`")
+
+  def record_files(self, split: str
+                   ) -> tuple[list[tuple[str, int, int]],
+                              Callable[[tf.Tensor], tuple[tf.Tensor,
+                                                          tf.Tensor]]]:
+    """A streamed source's split as TFRecord files, for resumable training reads.
+
+    Returns:
+      (files, parse): the split's records in stored order, as (file name,
+      records to skip, records to take) per file; and a function from one
+      serialized record to (image bytes, int32 label).
+    """
     raise NotImplementedError(f"{self.name} is indexed; use `load`")
 
   def describe(self) -> str:

@@ -100,7 +100,7 @@ def _views(source: sources.Source, max_images: int) -> tf.data.Dataset:
     ds = tf.data.Dataset.from_tensor_slices(indices).map(
         lambda i: source.load("train", i)[0])
   else:
-    ds = source.stream("train", None, seed=0, shuffle=False).map(
+    ds = source.stream("train").map(
         lambda x, y: x).take(max_images)
   return ds.map(_view_fn(source), num_parallel_calls=tf.data.AUTOTUNE)
 

@@ -14,7 +14,12 @@ IMAGENET_ARCHIVES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 
 
 class TfdsImageNet(base.Source):
-  """TFDS's `imagenet2012`, streamed as encoded JPEGs."""
+  """TFDS's `imagenet2012`, streamed as encoded JPEGs.
+
+  Evaluation and statistics read a split in its stored order (`stream`);
+  training reads its TFRecord files in shuffled blocks (`record_files`,
+  `streaming`).
+  """
 
   encoded = True
   indexed = False
@@ -42,6 +47,12 @@ class TfdsImageNet(base.Source):
             f"{os.path.join(data_root, 'imagenet2012')}.")
       self._builder.download_and_prepare()
     info = self._builder.info
+    file_format = getattr(info, "file_format", None)
+    if file_format not in (None, tfds.core.FileFormat.TFRECORD):
+      raise base.DataError(
+          f"{self._builder.data_dir} holds ImageNet as {file_format.value}; "
+          "training reads TFDS's default TFRecord files (prepare it again "
+          "without file_format, or point --data_dir elsewhere)")
     self.class_names = tuple(info.features["label"].names)
     # Split sizes are known once TFDS has prepared the data (1,281,167 and
     # 50,000); -1 while they are not (TFDS's mock data in tests).
@@ -69,17 +80,31 @@ class TfdsImageNet(base.Source):
     return ("train[:-%d]" if split == "train" else "train[-%d:]") % \
         self._holdout
 
-  def stream(self, split, input_context, seed, shuffle):
+  def stream(self, split: str,
+             input_context: Optional[tf.distribute.InputContext] = None
+             ) -> tf.data.Dataset:
     tfds = self._tfds
-    read_config = tfds.ReadConfig(input_context=input_context,
-                                  shuffle_seed=seed,
-                                  interleave_cycle_length=16)
     ds = self._builder.as_dataset(
-        split=self._tfds_split(split), shuffle_files=shuffle,
-        read_config=read_config,
+        split=self._tfds_split(split), shuffle_files=False,
+        read_config=tfds.ReadConfig(input_context=input_context),
         decoders={"image": tfds.decode.SkipDecoding()})
     return ds.map(lambda x: (x["image"], tf.cast(x["label"], tf.int32)),
                   num_parallel_calls=tf.data.AUTOTUNE)
+
+  def record_files(self, split: str):
+    instructions = self._builder.info.splits[
+        self._tfds_split(split)].file_instructions
+    files = [(os.fspath(i.filename), i.skip,
+              i.take if i.take >= 0 else i.examples_in_shard - i.skip)
+             for i in instructions]
+    features = self._builder.info.features
+    decoders = {"image": self._tfds.decode.SkipDecoding()}
+
+    def parse(record):
+      example = features.deserialize_example(record, decoders=decoders)
+      return example["image"], tf.cast(example["label"], tf.int32)
+
+    return files, parse
 
 
 def tfds_cifar10(data_dir: Optional[str] = None, holdout: int = 0

@@ -8,8 +8,8 @@
 * several steps run per `tf.function` call (`strategy.run` in a loop over
   the distributed iterator), so Python only sees every `steps_per_loop`-th
   step;
-* checkpoints (model, optimizer slots, step, schedule state, loss scale and,
-  for streamed data, the input iterator) are saved every
+* checkpoints (model, optimizer slots, step, schedule state, loss scale;
+  never the input iterator: the step resumes the input order) are saved every
   `checkpoint_every_steps` and at least every `checkpoint_every_secs`, on
   SIGTERM/SIGINT, and at the end; rerunning the same command resumes from the
   latest one, also after `kill -9`, and stops at `train_steps`;
@@ -292,15 +292,12 @@ def train(config: config_lib.TrainConfig,
     progress.message(f"Resumed from {restored} at step {start}")
 
   def dataset_fn(ctx):
+    # The input order is a function of (seed, step) for every source: the
+    # step alone resumes it, with no iterator in the checkpoint.
     return pipeline.train_dataset(source, statistics, config.input, ctx,
-                                  start_step=start if source.indexed else 0)
+                                  start_step=start)
 
   iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
-  if not source.indexed:
-    # Streamed data resumes from its iterator, saved with the checkpoint.
-    checkpoint.iterator = iterator
-    if restored:
-      checkpoint.read(restored).expect_partial()
 
   step_fn = (tf.function(task.train_step, jit_compile=True) if config.xla
              else task.train_step)
