@@ -1,5 +1,8 @@
 """The paper's image transforms, as TF ops on single images.
 
+(About 370 lines, kept in one module: the training and test views share
+the windows and the mean rule below, and are checked against each other.)
+
 Training (section 3.4 for ImageNet, section 4.2 for CIFAR-10) draws every
 random choice from a stateless seed, so an example's augmentation depends on
 the run's seed and the example's position in the input order only, never on
@@ -11,24 +14,19 @@ at each of several scales.
 
 Images enter as uint8 [H, W, 3] (or encoded JPEG/PNG bytes, decoded here with
 a fused decode-and-crop for JPEGs when only a window is needed) and leave as
-float32 with the mean subtracted, by one rule in every mode (and in the
-export, which uses these functions):
+float32, mean subtracted by one rule in every mode and in the export:
 
-* The per-pixel mean image belongs to the frame of a crop: it is the average
-  of the training set's test-style crops (224x224 centre crops of the
-  256-resized images; CIFAR's 32x32 images), computed by `stats`. Every
-  crop of that size subtracts it pixel for pixel, never resized: training
-  crops, the centre crop, each of the ten crops, and mirrored crops (which
-  subtract it unmirrored, like a training crop of the mirrored image). So
-  one image region gets one mean in every mode: the 10-crop's centre view is
-  the centre-crop view.
-  CIFAR's 32x32 image is its own crop frame: its training view takes the
-  mean off the image before padding, cropping and flipping (section 4.2).
-* A multi-scale view is the whole image at some scale, not a crop; the
-  network slides over it, so it subtracts the mean image's average colour,
-  the same at every position. (Stretching the crop-sized mean over the whole
-  image would give the image's centre a mean computed from a larger region,
-  and its borders the mean of the crops' centres.)
+* The per-pixel mean image (`stats`: the average of the training set's
+  224x224 centre crops; CIFAR's 32x32 images) belongs to a crop's frame.
+  Every crop subtracts it pixel for pixel, never resized: training crops,
+  the centre crop, each of the ten crops, and mirrored crops (unmirrored,
+  like a training crop of the mirrored image). So the 10-crop's centre view
+  is the centre view. CIFAR's training view takes it off the 32x32 image
+  before padding, cropping and flipping (section 4.2).
+* A multi-scale view is the whole image, not a crop, and the network slides
+  over it: it subtracts the mean image's average colour everywhere (a
+  stretched crop-sized mean would give the image's borders the mean of the
+  crops' centres).
 """
 
 from typing import Callable, Optional, Sequence
@@ -152,11 +150,7 @@ def center_window(resize: int = IMAGENET_TEST_RESIZE,
 
 
 def subtract_mean(image: tf.Tensor, mean_image: tf.Tensor) -> tf.Tensor:
-  """Subtracts the per-pixel mean from crops of the mean's own size, pixel for pixel.
-
-  The mean image lives in the frame of a crop (see the module docstring): it
-  is never resized, and a mirrored crop subtracts it unmirrored, as a
-  training crop drawn from the mirrored image does.
+  """Subtracts the per-pixel mean from crops of its size, never resized or mirrored.
 
   Args:
     image: float32 [..., S, S, 3], one crop or a stack of crops.
@@ -347,14 +341,10 @@ def multiscale_views(image: tf.Tensor, mean_image: tf.Tensor, *,
                      flip: bool = False) -> tuple[tf.Tensor, ...]:
   """The whole image at each test scale, for fully-convolutional testing.
 
-  A whole-image view has no crop frame for the per-pixel mean to belong to,
-  and the network slides over it: every view subtracts the mean image's
-  average colour (`mean_colour`), the one subtraction that treats every
-  position alike.
-
   Args:
     image: uint8 [H, W, 3], or bytes when `encoded`.
-    mean_image: per-pixel mean [S, S, 3]; its average colour is subtracted.
+    mean_image: per-pixel mean [S, S, 3]; its average colour
+      (`mean_colour`) is subtracted at every position.
     encoded: whether `image` is encoded bytes.
     scales: shorter sides of the views.
     flip: also return each view mirrored.
