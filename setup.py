@@ -24,6 +24,10 @@ setuptools.setup(
         "tensorflow==2.21.*",
         "tensorflow-serving-api==2.21.*",
         "tensorflow-datasets>=4.9",
+        # TFDS imports it to prepare manual downloads (ImageNet) but declares
+        # it only for Python < 3.9: without it, preparing ILSVRC2012 stops
+        # with "No module named 'importlib_resources'".
+        "importlib_resources",
         "absl-py>=2.0",
         # tf.summary's writer (TensorFlow 2.21 no longer brings it).
         "tensorboard>=2.20",
