@@ -24,6 +24,10 @@ setuptools.setup(
         "tensorflow==2.21.*",
         "tensorflow-serving-api==2.21.*",
         "tensorflow-datasets>=4.9",
+        # TFDS imports it to prepare manual downloads (ImageNet) but declares
+        # it only for Python < 3.9: without it, preparing ILSVRC2012 stops
+        # with "No module named 'importlib_resources'".
+        "importlib_resources",
         "absl-py>=2.0",
         # tf.summary's writer (TensorFlow 2.21 no longer brings it).
         "tensorboard>=2.20",
@@ -38,14 +42,24 @@ setuptools.setup(
         "scikit-learn>=1.3",
         # Only for tf_resnet.plot (the paper's figures redrawn).
         "matplotlib>=3.8",
+        # Only for tf_resnet.convert: torchvision weights as .safetensors
+        # (the format's own reader; no torch needed).
+        "safetensors>=0.4",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={
+        # tf_resnet.convert of torchvision's .pth files and their download.
+        "torch": ["torch>=2.1"],
+        # torch for the torchvision parity tests (the CPU build: 2.13 comes
+        # from the package index in under a minute).
+        "test": ["pytest>=8", "torch==2.13.*"],
+    },
     entry_points={
         "console_scripts": [
             "tf-resnet-summary=tf_resnet.summary:run",
             "tf-resnet-train=tf_resnet.train:run",
             "tf-resnet-evaluate=tf_resnet.evaluate:run",
             "tf-resnet-export=tf_resnet.export:run",
+            "tf-resnet-convert=tf_resnet.convert:run",
             "tf-resnet-plot=tf_resnet.plot:run",
             "tf-resnet-serve=tf_resnet.serving.server:run",
             "tf-resnet-client=tf_resnet.serving.client:run",

@@ -12,22 +12,25 @@ replica. Each example's augmentation is seeded by (seed, element number), so:
 * resuming at step `k` (`start_step=k`) continues the epoch exactly where it
   stopped, with no iterator state to save.
 
-Streamed sources (TFDS ImageNet) shard by input pipeline, shuffle with a
-buffer, and resume through a checkpointed iterator instead.
+Streamed sources (TFDS ImageNet) are read in shuffled blocks of records
+(`streaming`): each input pipeline's order is a function of (seed, the
+records it has consumed), so they too resume from `start_step` alone, with
+no iterator in the checkpoint; augmentation is seeded by (seed, element
+number within the pipeline).
 """
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
 from tf_resnet.data import sources
 from tf_resnet.data import stats as stats_lib
+from tf_resnet.data import streaming
 from tf_resnet.data import transforms
 
 EVAL_MODES = ("center", "10crop", "multiscale")
-_STREAM_SHUFFLE_BUFFER = 16_384
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +47,8 @@ class InputConfig:
     test_flip: also average over mirrored views in multi-scale testing.
     on_bad_image: `skip` (drop images that fail to decode, logging the error)
       or `fail`.
+    stream_block_size: streamed sources: records per shuffled block (see
+      `streaming`).
   """
 
   global_batch_size: int
@@ -53,6 +58,7 @@ class InputConfig:
   test_scales: tuple[int, ...] = transforms.IMAGENET_TEST_SCALES
   test_flip: bool = False
   on_bad_image: str = "skip"
+  stream_block_size: int = streaming.BLOCK_SIZE
 
   def __post_init__(self):
     if self.global_batch_size < 1:
@@ -66,6 +72,9 @@ class InputConfig:
     if self.on_bad_image not in ("skip", "fail"):
       raise ValueError(f"`on_bad_image` must be 'skip' or 'fail', not "
                        f"{self.on_bad_image!r}")
+    if self.stream_block_size < 1:
+      raise ValueError(f"`stream_block_size` must be positive, not "
+                       f"{self.stream_block_size}")
 
 
 def _pipelines(input_context: Optional[tf.distribute.InputContext],
@@ -137,25 +146,24 @@ def train_dataset(source: sources.Source, statistics: stats_lib.Statistics,
     config: batch size, seed and augmentation options.
     input_context: from `distribute_datasets_from_function`; None for one
       pipeline and one replica.
-    start_step: the global step to start at (indexed sources).
+    start_step: the global step to start at.
     split: the split to train on.
 
   Returns:
     The dataset. Batches of one pipeline go to its replicas in turn.
 
   Raises:
-    ValueError: if the batch does not divide among the replicas, or
-      `start_step` is given for a streamed source.
+    ValueError: if the batch does not divide among the replicas.
   """
   pipelines, pipeline_id, per_replica = _pipelines(input_context,
                                                    config.global_batch_size)
   transform = _train_transform(source, statistics, config)
   seed = config.seed
+  share = config.global_batch_size // pipelines
   if source.indexed:
     n = source.num_examples(split)
     if n < 1:
       raise sources.DataError(f"{source.name} has no {split!r} examples")
-    share = config.global_batch_size // pipelines
     first = pipeline_id * share
 
     def elements(step):
@@ -170,15 +178,15 @@ def train_dataset(source: sources.Source, statistics: stats_lib.Statistics,
     ds = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max)
     ds = ds.flat_map(elements)
   else:
-    if start_step:
-      raise ValueError(f"{source.name} is streamed: resume it from a "
-                       "checkpointed iterator, not `start_step`")
-    ds = source.stream(split, input_context, seed, shuffle=True).repeat()
-    ds = ds.shuffle(_STREAM_SHUFFLE_BUFFER, seed=seed).enumerate()
+    files, parse = source.record_files(split)
+    table = streaming.block_table(files, config.stream_block_size)
+    position = start_step * share
+    ds = streaming.records(table, seed, pipelines, pipeline_id, position)
+    ds = ds.enumerate(start=position)
     salt = pipeline_id << 40
 
-    def load(element, example):
-      image, label = example
+    def load(element, record):
+      image, label = parse(record)
       return transform(image, label, tf.stack([tf.constant(seed, tf.int64),
                                                element + salt]))
 
@@ -242,7 +250,7 @@ def eval_dataset(source: sources.Source, statistics: stats_lib.Statistics,
                     input_context.input_pipeline_id)
     ds = ds.map(lambda i: source.load(split, i))
   else:
-    ds = source.stream(split, input_context, config.seed, shuffle=False)
+    ds = source.stream(split, input_context)
   ds = ds.map(lambda image, label: (view(image), label),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if config.on_bad_image == "skip":
@@ -251,11 +259,3 @@ def eval_dataset(source: sources.Source, statistics: stats_lib.Statistics,
     ds = ds.batch(batch_size)
   return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
-
-def scales_for(family: str, scales: Optional[Sequence[int]] = None
-               ) -> tuple[int, ...]:
-  """Test scales: the given ones, or the paper's for ImageNet, 32 for CIFAR."""
-  if scales:
-    return tuple(scales)
-  return (transforms.IMAGENET_TEST_SCALES if family == "imagenet"
-          else (transforms.CIFAR_SIZE,))

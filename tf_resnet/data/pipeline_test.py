@@ -1,15 +1,16 @@
 """Input pipelines: order, determinism, resumption, sharding across replicas, test modes."""
 
 import os
+import shutil
 import tempfile
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from tf_resnet.data import pipeline
 from tf_resnet.data import sources
 from tf_resnet.data import stats
+from tf_resnet.testing import imagenet
 from tf_resnet.training import strategy
 
 strategy.split_cpu(2)
@@ -178,23 +179,49 @@ class EvalTest(tf.test.TestCase):
 
 
 class StreamedTest(tf.test.TestCase):
+  """TFDS's ImageNet, prepared by its real builder from tiny ILSVRC2012 archives."""
 
-  def test_imagenet_training_batches_from_tfds(self):
-    data_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
-    manual = os.path.join(data_dir, "downloads", "manual")
-    os.makedirs(manual)
-    for name in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"):
-      open(os.path.join(manual, name), "wb").close()
-    with tfds.testing.mock_data(num_examples=6, data_dir=data_dir):
-      source = sources.parse("imagenet2012", data_dir=data_dir)
-      ds = pipeline.train_dataset(source, _zero_stats(224),
-                                  pipeline.InputConfig(2))
-      x, y = next(iter(ds))
-    self.assertEqual(x.shape, [2, 224, 224, 3])
-    self.assertEqual(y.dtype, tf.int32)
-    with self.assertRaisesRegex(ValueError, "checkpointed iterator"):
-      pipeline.train_dataset(source, _zero_stats(224),
-                             pipeline.InputConfig(2), start_step=3)
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.data_dir = tempfile.mkdtemp()
+    imagenet.write_archives(os.path.join(cls.data_dir, "downloads", "manual"))
+    cls.source = sources.parse("imagenet2012", data_dir=cls.data_dir)
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.data_dir, ignore_errors=True)
+    super().tearDownClass()
+
+  def _batches(self, count, start_step=0, **kwargs):
+    # Blocks of 5 of the 12 training records: 5, 5 and 2.
+    config = pipeline.InputConfig(2, seed=kwargs.pop("seed", 1),
+                                  stream_block_size=5, **kwargs)
+    return _take(pipeline.train_dataset(self.source, _zero_stats(224), config,
+                                        start_step=start_step), count)
+
+  def test_imagenet_training_batches_cover_each_epoch(self):
+    batches = self._batches(12)  # Two epochs of 12 images.
+    self.assertEqual(batches[0][0].shape, (2, 224, 224, 3))
+    labels = np.concatenate([y for _, y in batches])
+    self.assertEqual(labels.dtype, np.int32)
+    for epoch in (labels[:12], labels[12:]):
+      self.assertCountEqual(epoch, [0] * 4 + [1] * 4 + [2] * 4)
+
+  def test_resuming_continues_the_same_batches(self):
+    whole = self._batches(9)
+    for step in (2, 3, 6):  # Inside a block, at a block's end, a new epoch.
+      resumed = self._batches(3, start_step=step)
+      for (xa, ya), (xb, yb) in zip(whole[step:step + 3], resumed):
+        self.assertAllEqual(ya, yb)
+        self.assertAllEqual(xa, xb)  # Same images, same augmentation.
+
+  def test_other_seeds_other_orders(self):
+    labels = lambda seed: np.concatenate(
+        [y for _, y in self._batches(6, seed=seed)]).tolist()
+    first = labels(1)
+    self.assertEqual(labels(1), first)
+    self.assertTrue(any(labels(seed) != first for seed in (2, 3, 4)))
 
 
 if __name__ == "__main__":

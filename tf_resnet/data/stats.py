@@ -18,9 +18,14 @@ import tensorflow as tf
 from tf_resnet.data import sources
 from tf_resnet.data import transforms
 
-# The RGB PCA of ImageNet's training pixels on the [0, 1] scale, as published
-# with AlexNet's lighting augmentation and used by fb.resnet.torch, which
-# reproduced the paper: eigenvalues, and eigenvectors as columns.
+# The RGB principal components of ImageNet's training pixels on the [0, 1]
+# scale: eigenvalues, and eigenvectors as columns. These are fb.resnet.torch's
+# numbers (facebook/fb.resnet.torch, datasets/imagenet.lua, `pca`; applied by
+# `Lighting` in datasets/transforms.lua, which scales column j by alpha_j *
+# eigval_j), the Torch reproduction of this paper. They are not AlexNet's:
+# Krizhevsky et al. (2012) describe the PCA lighting noise but never
+# published their eigenvalues or eigenvectors. Neither did He et al.; use
+# `pca="data"` to compute them from the training set instead.
 IMAGENET_EIGENVALUES = (0.2175, 0.0188, 0.0045)
 IMAGENET_EIGENVECTORS = ((-0.5675, 0.7192, 0.4009),
                          (-0.5808, -0.0045, -0.8140),
@@ -38,7 +43,7 @@ class Statistics:
       in decreasing order.
     eigenvectors: float32 [3, 3], the matching eigenvectors as columns.
     num_images: how many training images the mean was computed from.
-    pca_source: `imagenet` (the published values) or `data`.
+    pca_source: `imagenet` (fb.resnet.torch's ImageNet values) or `data`.
   """
 
   mean_image: np.ndarray
@@ -95,7 +100,7 @@ def _views(source: sources.Source, max_images: int) -> tf.data.Dataset:
     ds = tf.data.Dataset.from_tensor_slices(indices).map(
         lambda i: source.load("train", i)[0])
   else:
-    ds = source.stream("train", None, seed=0, shuffle=False).map(
+    ds = source.stream("train").map(
         lambda x, y: x).take(max_images)
   return ds.map(_view_fn(source), num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -107,8 +112,8 @@ def compute(source: sources.Source, max_images: int = 10_000,
   Args:
     source: the data.
     max_images: bound on the images read (evenly spaced over the split).
-    pca: `imagenet` for the published ImageNet components, `data` to compute
-      them; default `imagenet` for TFDS's ImageNet, `data` otherwise.
+    pca: `imagenet` for fb.resnet.torch's ImageNet components, `data` to
+      compute them; default `imagenet` for TFDS's ImageNet, `data` otherwise.
     batch_size: images per accumulation step.
 
   Returns:

@@ -1,5 +1,8 @@
 """The paper's image transforms, as TF ops on single images.
 
+(About 370 lines, kept in one module: the training and test views share
+the windows and the mean rule below, and are checked against each other.)
+
 Training (section 3.4 for ImageNet, section 4.2 for CIFAR-10) draws every
 random choice from a stateless seed, so an example's augmentation depends on
 the run's seed and the example's position in the input order only, never on
@@ -11,19 +14,33 @@ at each of several scales.
 
 Images enter as uint8 [H, W, 3] (or encoded JPEG/PNG bytes, decoded here with
 a fused decode-and-crop for JPEGs when only a window is needed) and leave as
-float32 with the per-pixel mean subtracted.
+float32, mean subtracted by one rule in every mode and in the export:
+
+* The per-pixel mean image (`stats`: the average of the training set's
+  224x224 centre crops; CIFAR's 32x32 images) belongs to a crop's frame.
+  Every crop subtracts it pixel for pixel, never resized: training crops,
+  the centre crop, each of the ten crops, and mirrored crops (unmirrored,
+  like a training crop of the mirrored image). So the 10-crop's centre view
+  is the centre view. CIFAR's training view takes it off the 32x32 image
+  before padding, cropping and flipping (section 4.2).
+* A multi-scale view is the whole image, not a crop, and the network slides
+  over it: it subtracts the mean image's average colour everywhere (a
+  stretched crop-sized mean would give the image's borders the mean of the
+  crops' centres).
 """
 
 from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
+from tf_resnet import families
+
 # The paper's choices.
 IMAGENET_SCALE_RANGE = (256, 480)  # Shorter side, section 3.4.
-IMAGENET_CROP = 224
+IMAGENET_CROP = families.IMAGENET.input_size
 IMAGENET_TEST_RESIZE = 256  # Centre crop and 10-crop: shorter side first.
-IMAGENET_TEST_SCALES = (224, 256, 384, 480, 640)
-CIFAR_SIZE = 32
+IMAGENET_TEST_SCALES = families.IMAGENET.test_scales
+CIFAR_SIZE = families.CIFAR.input_size
 CIFAR_PADDING = 4
 LIGHTING_STDDEV = 0.1  # Krizhevsky et al.'s alpha ~ N(0, 0.1).
 
@@ -135,21 +152,34 @@ def center_window(resize: int = IMAGENET_TEST_RESIZE,
 
 
 def subtract_mean(image: tf.Tensor, mean_image: tf.Tensor) -> tf.Tensor:
-  """Subtracts the per-pixel mean, resized (bilinear) to the image's size if needed.
+  """Subtracts the per-pixel mean from crops of its size, never resized or mirrored.
 
   Args:
-    image: float32 [..., H, W, 3].
-    mean_image: float32 [h, w, 3], computed at the family's crop size.
+    image: float32 [..., S, S, 3], one crop or a stack of crops.
+    mean_image: float32 [S, S, 3].
 
   Returns:
-    `image - mean`, float32.
+    `image - mean_image`, float32.
+
+  Raises:
+    ValueError: if the crop and the mean differ in size (when known while
+      tracing; otherwise the subtraction fails when it runs).
   """
-  size = tf.shape(image)[-3:-1]
-  mean = tf.cond(
-      tf.reduce_all(tf.equal(size, tf.shape(mean_image)[:2])),
-      lambda: mean_image,
-      lambda: tf.image.resize(mean_image, size, method="bilinear"))
-  return image - mean
+  image = tf.convert_to_tensor(image, tf.float32)
+  mean_image = tf.convert_to_tensor(mean_image, tf.float32)
+  size, mean_size = image.shape[-3:-1], mean_image.shape[:2]
+  if (size.is_fully_defined() and mean_size.is_fully_defined()
+      and size != mean_size):
+    raise ValueError(f"a {size[0]}x{size[1]} crop cannot take the "
+                     f"{mean_size[0]}x{mean_size[1]} per-pixel mean; crops "
+                     "and the mean must have one size")
+  return image - mean_image
+
+
+def mean_colour(mean_image: tf.Tensor) -> tf.Tensor:
+  """The mean image's average over positions, float32 [3]: the whole-image views' mean."""
+  return tf.reduce_mean(tf.convert_to_tensor(mean_image, tf.float32),
+                        axis=[0, 1])
 
 
 def pca_lighting(image: tf.Tensor, seed: tf.Tensor, eigenvalues: tf.Tensor,
@@ -288,19 +318,23 @@ def imagenet_ten_crop(image: tf.Tensor, mean_image: tf.Tensor, *,
                       crop: int = IMAGENET_CROP) -> tf.Tensor:
   """The standard 10-crop: corners and centre of the 256-resized image, and their flips.
 
+  Each crop, mirrored or not, subtracts the mean image pixel for pixel, so
+  the centre crop is the `imagenet_center` view.
+
   Returns:
     float32 [10, crop, crop, 3]: the five crops, then the same five flipped.
   """
   if encoded:
     image = decode_rgb(image)
-  resized = subtract_mean(resize_shorter_side(image, resize), mean_image)
+  resized = resize_shorter_side(image, resize)
   shape = tf.shape(resized)
   offsets = ten_crop_offsets(shape[0], shape[1], crop)
   crops = tf.stack([resized[offsets[i, 0]:offsets[i, 0] + crop,
                             offsets[i, 1]:offsets[i, 1] + crop]
                     for i in range(5)])
   crops = tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
-  return tf.ensure_shape(crops, [10, crop, crop, 3])
+  crops = tf.ensure_shape(crops, [10, crop, crop, 3])
+  return subtract_mean(crops, mean_image)
 
 
 def multiscale_views(image: tf.Tensor, mean_image: tf.Tensor, *,
@@ -311,7 +345,8 @@ def multiscale_views(image: tf.Tensor, mean_image: tf.Tensor, *,
 
   Args:
     image: uint8 [H, W, 3], or bytes when `encoded`.
-    mean_image: per-pixel mean, resized to each view.
+    mean_image: per-pixel mean [S, S, 3]; its average colour
+      (`mean_colour`) is subtracted at every position.
     encoded: whether `image` is encoded bytes.
     scales: shorter sides of the views.
     flip: also return each view mirrored.
@@ -323,9 +358,10 @@ def multiscale_views(image: tf.Tensor, mean_image: tf.Tensor, *,
   """
   if encoded:
     image = decode_rgb(image)
+  colour = mean_colour(mean_image)
   views = []
   for scale in scales:
-    view = subtract_mean(resize_shorter_side(image, scale), mean_image)[None]
+    view = (resize_shorter_side(image, scale) - colour)[None]
     if flip:
       view = tf.concat([view, tf.reverse(view, axis=[2])], axis=0)
     views.append(view)

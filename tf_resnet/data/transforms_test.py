@@ -18,6 +18,12 @@ def _gradient_image(height: int, width: int) -> tf.Tensor:
                                np.full_like(rows, 100)], -1).astype(np.uint8))
 
 
+def _random_mean(size: int) -> np.ndarray:
+  """A mean image that differs at every pixel, float32 [size, size, 3]."""
+  return np.random.RandomState(size).uniform(
+      60, 180, [size, size, 3]).astype(np.float32)
+
+
 class WindowTest(tf.test.TestCase):
 
   def test_scale_augmentation_window_bounds(self):
@@ -66,16 +72,20 @@ class ImageNetViewsTest(tf.test.TestCase):
 
   def test_train_view_shape_flip_and_mean(self):
     image = _gradient_image(300, 400)
-    mean = tf.fill([224, 224, 3], 10.0)
+    mean = _random_mean(224)
     flipped = 0
     for i in range(20):
-      view = transforms.imagenet_train(image, _seed(i), mean, None, None,
-                                       encoded=False)
+      view = transforms.imagenet_train(image, _seed(i), tf.constant(mean),
+                                       None, None, encoded=False)
       self.assertEqual(view.shape, [224, 224, 3])
-      # Blue is 100 everywhere; after the mean, 90 (resizing keeps constants).
-      self.assertAllClose(view[..., 2], tf.fill([224, 224], 90.0), atol=1e-3)
-      # Green grows with the column unless the view is mirrored.
-      flipped += int(view[0, 0, 1] > view[0, -1, 1])
+      # Blue is 100 everywhere and resizing keeps constants: the view's blue
+      # is 100 minus the mean's blue at the same pixel, mirrored view or not
+      # (the mean is subtracted from the crop of the mirrored image).
+      self.assertAllClose(view[..., 2], 100.0 - mean[..., 2], atol=1e-3)
+      # Green (the column) minus the mean grows with the column unless the
+      # view is mirrored.
+      green = view[..., 1] + mean[..., 1]
+      flipped += int(green[0, 0] > green[0, -1])
     self.assertBetween(flipped, 3, 17)
 
   def test_encoded_and_decoded_inputs_agree(self):
@@ -90,27 +100,48 @@ class ImageNetViewsTest(tf.test.TestCase):
 
   def test_center_view(self):
     image = _gradient_image(256, 256)  # Shorter side already 256.
-    view = transforms.imagenet_center(image, tf.zeros([224, 224, 3]),
-                                      encoded=False)
+    mean = _random_mean(224)
+    view = transforms.imagenet_center(image, tf.constant(mean), encoded=False)
     # Window of side 224 at (16, 16): no resampling, exact pixels.
-    self.assertAllEqual(view, tf.cast(image[16:240, 16:240], tf.float32))
+    self.assertAllClose(view, image.numpy()[16:240, 16:240] - mean,
+                        atol=1e-4)
 
   def test_ten_crop_offsets(self):
     # A 256x341 resized image: corners and centre of 224x224 crops.
     self.assertAllEqual(transforms.ten_crop_offsets(256, 341),
                         [[0, 0], [0, 117], [32, 0], [32, 117], [16, 58]])
 
-  def test_ten_crop_views(self):
+  def test_ten_crop_views_take_the_mean_pixel_for_pixel(self):
+    # Shorter side already 256, so the crops are exact pixels; the mean is
+    # not constant, so a resized or mirrored mean would show.
     image = _gradient_image(256, 341)
-    crops = transforms.imagenet_ten_crop(image, tf.zeros([224, 224, 3]),
+    mean = _random_mean(224)
+    crops = transforms.imagenet_ten_crop(image, tf.constant(mean),
                                          encoded=False)
     self.assertEqual(crops.shape, [10, 224, 224, 3])
-    source = tf.cast(image, tf.float32)
+    source = image.numpy().astype(np.float32)
     for i, (top, left) in enumerate([(0, 0), (0, 117), (32, 0), (32, 117),
                                      (16, 58)]):
-      expected = source[top:top + 224, left:left + 224]
-      self.assertAllClose(crops[i], expected, atol=1e-3)
-      self.assertAllClose(crops[i + 5], expected[:, ::-1], atol=1e-3)
+      window = source[top:top + 224, left:left + 224]
+      self.assertAllClose(crops[i], window - mean, atol=1e-3)
+      self.assertAllClose(crops[i + 5], window[:, ::-1] - mean, atol=1e-3)
+
+  def test_ten_crop_centre_view_is_the_center_view(self):
+    # Centre window of a 256x341 image: rows 16-239, columns 58-281.
+    image = _gradient_image(256, 341)
+    mean = _random_mean(224)
+    expected = image.numpy()[16:240, 58:282].astype(np.float32) - mean
+    center = transforms.imagenet_center(image, tf.constant(mean),
+                                        encoded=False)
+    crops = transforms.imagenet_ten_crop(image, tf.constant(mean),
+                                         encoded=False)
+    self.assertAllClose(center, expected, atol=1e-3)
+    self.assertAllClose(crops[4], expected, atol=1e-3)
+
+  def test_crops_and_mean_must_have_one_size(self):
+    with self.assertRaisesRegex(ValueError, "a 256x256 crop cannot take the "
+                                "224x224 per-pixel mean"):
+      transforms.subtract_mean(tf.zeros([256, 256, 3]), tf.zeros([224, 224, 3]))
 
   def test_multiscale_sizes(self):
     image = _gradient_image(300, 400)
@@ -122,11 +153,17 @@ class ImageNetViewsTest(tf.test.TestCase):
                       (2, 480, 640, 3), (2, 640, 853, 3)])
     self.assertAllEqual(views[0][1], views[0][0][:, ::-1])
 
-  def test_mean_is_resized_to_the_view(self):
-    mean = tf.fill([224, 224, 3], 5.0)
+  def test_whole_image_views_subtract_the_mean_colour(self):
+    # A constant image stays constant when resized; the view subtracts the
+    # mean image's average colour at every position, mirrored or not.
+    mean = _random_mean(224)
     views = transforms.multiscale_views(tf.fill([40, 60, 3], tf.uint8.max),
-                                        mean, encoded=False, scales=(64,))
-    self.assertAllClose(views[0], tf.fill([1, 64, 96, 3], 250.0), atol=1e-3)
+                                        tf.constant(mean), encoded=False,
+                                        scales=(64,), flip=True)
+    colour = mean.reshape(-1, 3).mean(axis=0)
+    self.assertAllClose(views[0],
+                        np.broadcast_to(255.0 - colour, [2, 64, 96, 3]),
+                        atol=1e-3)
 
 
 class LightingTest(tf.test.TestCase):
@@ -155,8 +192,10 @@ class CifarViewsTest(tf.test.TestCase):
   def test_train_view_is_a_window_of_the_padded_centred_image(self):
     image = tf.constant(np.random.RandomState(0).randint(
         0, 256, [32, 32, 3]).astype(np.uint8))
-    mean = tf.fill([32, 32, 3], 100.0)
-    padded = np.pad(image.numpy().astype(np.float32) - 100.0,
+    # The mean comes off the 32x32 image before padding (section 4.2), so
+    # the padding is zeros and a mirrored crop mirrors the centred image.
+    mean = tf.constant(_random_mean(32))
+    padded = np.pad(image.numpy().astype(np.float32) - mean.numpy(),
                     [(4, 4), (4, 4), (0, 0)])
     offsets = set()
     for i in range(60):
@@ -169,10 +208,12 @@ class CifarViewsTest(tf.test.TestCase):
     self.assertGreater(len(offsets), 20)
 
   def test_test_view_and_resizing(self):
-    image = tf.fill([32, 32, 3], tf.constant(50, tf.uint8))
-    self.assertAllEqual(
-        transforms.cifar_test(image, tf.fill([32, 32, 3], 20.0),
-                              encoded=False), tf.fill([32, 32, 3], 30.0))
+    image = tf.constant(np.random.RandomState(3).randint(
+        0, 256, [32, 32, 3]).astype(np.uint8))
+    mean = _random_mean(32)
+    self.assertAllClose(transforms.cifar_test(image, tf.constant(mean),
+                                              encoded=False),
+                        image.numpy() - mean)
     small = tf.io.encode_png(tf.fill([8, 8, 1], tf.constant(200, tf.uint8)))
     resized = transforms.to_cifar_size(small, encoded=True)
     self.assertAllEqual(resized, tf.fill([32, 32, 3], tf.constant(200,

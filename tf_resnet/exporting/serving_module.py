@@ -24,6 +24,8 @@ Every image is processed at its own size: a request may mix sizes.
 from typing import Optional, Sequence
 
 import tensorflow as tf
+
+from tf_resnet import families
 from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
@@ -257,8 +259,8 @@ def for_run(model: tf.Module, family: str, mean_image, labels: Sequence[str],
             top_k: int = 5) -> ServingModule:
   """A ServingModule with the family's defaults: the paper's five test scales on ImageNet."""
   if not scales:
-    scales = (transforms.IMAGENET_TEST_SCALES if family == "imagenet"
-              else (transforms.CIFAR_SIZE,))
+    facts = families.get(family)
+    scales = facts.test_scales or (facts.input_size,)
   return ServingModule(model, family=family, mean_image=mean_image,
                        labels=labels, scales=scales, flip=flip,
                        top_k=min(top_k, len(labels)))

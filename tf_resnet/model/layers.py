@@ -278,23 +278,89 @@ class Linear(tf.Module):
     return outputs
 
 
-class MaxPool(tf.Module):
-  """Max pooling over NHWC images.
+POOL_PADDINGS = ("ceil", "symmetric")
 
-  TensorFlow's `SAME` max pooling pads with -inf only on the bottom and right,
-  which is exactly Caffe's ceil-mode pooling without padding used by the
-  paper's released models (3x3/2 turns 112x112 into 56x56).
+
+def ceil_mode_output_size(size, window: int, stride: int):
+  """Outputs of Caffe's ceil-mode pooling without padding along one axis.
+
+  `ceil((size - window) / stride) + 1`, as Caffe's `PoolingLayer::Reshape`
+  computes it. Caffe drops a last window that would start in the padding
+  only when the layer is padded; without padding a window starting at or past
+  the border needs `window < stride`, never the case here, so there is nothing
+  to clip. Works on Python ints and on scalar tensors (unknown sizes).
+
+  Args:
+    size: the input's height or width.
+    window: the pooling window's side.
+    stride: the step between windows.
+
+  Returns:
+    The number of windows along the axis.
+  """
+  return -((window - size) // stride) + 1  # -(-a // b) is ceil(a / b).
+
+
+class MaxPool(tf.Module):
+  """Max pooling over NHWC images, on Caffe's grid or on a symmetric one.
+
+  `padding="ceil"` is Caffe's ceil-mode pooling without padding, which the
+  paper's released models use: windows start at 0, s, 2s, ... and there are
+  `ceil((n - k) / s) + 1` of them; the last may hang over the bottom/right
+  border, where it only sees the pixels inside (the input is padded with -inf
+  on the bottom and right only). 3x3/2 turns 112x112 into 56x56. TensorFlow's
+  `SAME` agrees with it only for even sizes: for odd ones it also pads the
+  top/left and shifts the grid by a pixel.
+
+  `padding="symmetric"` pads `window // 2` of -inf on every side and keeps
+  whole windows (floor mode): torchvision's `MaxPool2d(3, 2, padding=1)` and
+  Keras's `ZeroPadding2D(1)` + `MaxPooling2D(3, 2)` (zeros equal -inf after a
+  ReLU). Converted models use it so that their outputs match the source's.
   """
 
-  def __init__(self, window: int, stride: int, name: Optional[str] = None):
+  def __init__(self, window: int, stride: int, *, padding: str = "ceil",
+               name: Optional[str] = None):
+    """Constructs a max pool.
+
+    Args:
+      window: height and width of the (square) window.
+      stride: step between windows, in both directions.
+      padding: `ceil` (Caffe's grid; the paper's) or `symmetric`
+        (`window // 2` on every side, floor mode; Keras's and torchvision's).
+      name: module name.
+
+    Raises:
+      ValueError: for a non-positive size or an unknown padding.
+    """
     super().__init__(name=name)
     _check_positive(window=window, stride=stride)
+    if padding not in POOL_PADDINGS:
+      raise ValueError(
+          f"`padding` must be one of {POOL_PADDINGS}, not {padding!r}")
     self.window = window
     self.stride = stride
+    self.padding = padding
+
+  def _pads(self, size) -> tuple:
+    """(before, after) padding along an axis of `size` (an int or a tensor)."""
+    if self.padding == "symmetric":
+      return self.window // 2, self.window // 2
+    outputs = ceil_mode_output_size(size, self.window, self.stride)
+    after = (outputs - 1) * self.stride + self.window - size
+    if isinstance(after, int):
+      return 0, max(after, 0)
+    return 0, tf.maximum(after, 0)
 
   @tf.Module.with_name_scope
   def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
-    outputs = tf.nn.max_pool2d(inputs, self.window, self.stride, "SAME")
+    height, width = inputs.shape[1], inputs.shape[2]
+    dynamic = tf.shape(inputs)
+    top, bottom = self._pads(dynamic[1] if height is None else height)
+    left, right = self._pads(dynamic[2] if width is None else width)
+    # -inf, so that a padded position never wins a window.
+    padded = tf.pad(inputs, [[0, 0], [top, bottom], [left, right], [0, 0]],
+                    constant_values=float("-inf"))
+    outputs = tf.nn.max_pool2d(padded, self.window, self.stride, "VALID")
     hooks.record(self, "max_pool", outputs)
     return outputs
 

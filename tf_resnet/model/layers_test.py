@@ -174,15 +174,102 @@ class LinearTest(tf.test.TestCase):
     self.assertAllClose(linear(x), _function(linear)(x), atol=1e-6)
 
 
-class PoolTest(tf.test.TestCase):
+def _reference_max_pool(image: np.ndarray, window: int, stride: int,
+                        pad: int, ceil_mode: bool) -> np.ndarray:
+  """Max pooling of one [H, W] map, written after Caffe's PoolingLayer.
 
-  def test_max_pool_is_caffe_ceil_mode(self):
-    # 3x3/2 over 4x4: windows start at 0 and 2; the second hangs over the
-    # bottom/right edge, as Caffe's ceil-mode pooling does.
+  Output size `round((n + 2 pad - k) / s) + 1` with ceil (Caffe) or floor
+  (PyTorch's default); with padding, a last window starting in the padding
+  is dropped (Caffe's Reshape); each window is clipped to the image
+  (Forward_cpu), so padding never contributes a value.
+  """
+  def outputs(n):
+    rounding = math.ceil if ceil_mode else math.floor
+    count = int(rounding((n + 2 * pad - window) / stride)) + 1
+    if pad and (count - 1) * stride >= n + pad:
+      count -= 1
+    return count
+
+  height, width = image.shape
+  result = np.empty((outputs(height), outputs(width)), image.dtype)
+  for i in range(result.shape[0]):
+    for j in range(result.shape[1]):
+      top, left = i * stride - pad, j * stride - pad
+      rows = slice(max(top, 0), min(top + window, height))
+      cols = slice(max(left, 0), min(left + window, width))
+      result[i, j] = image[rows, cols].max()
+  return result
+
+
+class PoolTest(tf.test.TestCase, parameterized.TestCase):
+
+  # Odd sizes are where TensorFlow's SAME differs from Caffe: it pads a row
+  # and a column on the top/left too, and shifts the grid.
+  @parameterized.parameters((112, 112), (113, 113), (7, 8), (9, 5), (4, 4),
+                            (3, 6), (2, 3), (1, 1))
+  def test_ceil_mode_is_caffes(self, height, width):
+    rng = np.random.default_rng(height * 100 + width)
+    # Negative values too: a zero-padded pool would be caught.
+    image = rng.normal(size=(height, width)).astype(np.float32)
     pool = layers.MaxPool(3, 2)
+    expected = _reference_max_pool(image, 3, 2, pad=0, ceil_mode=True)
+    x = tf.constant(image[None, :, :, None])
+    self.assertAllEqual(pool(x)[0, :, :, 0], expected)
+    # Unknown sizes (as in an export's signature) take the same grid.
+    dynamic = tf.function(pool, input_signature=[
+        tf.TensorSpec([None, None, None, 1], tf.float32)])
+    self.assertAllEqual(dynamic(x)[0, :, :, 0], expected)
+
+  def test_ceil_mode_sizes(self):
+    pool = layers.MaxPool(3, 2)
+    for size, expected in ((112, 56), (113, 56), (114, 57), (115, 57),
+                           (5, 2), (4, 2), (3, 1)):
+      self.assertEqual(pool(tf.zeros([1, size, size, 1])).shape[1], expected)
+      self.assertEqual(layers.ceil_mode_output_size(size, 3, 2), expected)
+
+  @parameterized.parameters((112, 112), (113, 113), (7, 8), (9, 5), (2, 3))
+  def test_symmetric_is_floor_mode_with_padding_one(self, height, width):
+    # torchvision's MaxPool2d(3, 2, padding=1): Caffe's loops, floor mode.
+    rng = np.random.default_rng(height * 100 + width)
+    image = rng.normal(size=(height, width)).astype(np.float32)
+    pool = layers.MaxPool(3, 2, padding="symmetric")
+    expected = _reference_max_pool(image, 3, 2, pad=1, ceil_mode=False)
+    x = tf.constant(image[None, :, :, None])
+    self.assertAllEqual(pool(x)[0, :, :, 0], expected)
+    dynamic = tf.function(pool, input_signature=[
+        tf.TensorSpec([None, None, None, 1], tf.float32)])
+    self.assertAllEqual(dynamic(x)[0, :, :, 0], expected)
+
+  def test_the_two_grids_differ(self):
+    # 112x112 gives 56x56 either way, but the windows start at 0 (Caffe) or
+    # -1 (padding 1): a converted model needs its source's grid.
     image = tf.reshape(tf.range(16, dtype=tf.float32) * -1.0, [1, 4, 4, 1])
-    self.assertAllEqual(pool(image)[0, :, :, 0], [[0.0, -2.0], [-8.0, -10.0]])
-    self.assertEqual(pool(tf.zeros([1, 112, 112, 1])).shape[1], 56)
+    self.assertAllEqual(layers.MaxPool(3, 2)(image)[0, :, :, 0],
+                        [[0.0, -2.0], [-8.0, -10.0]])
+    self.assertAllEqual(
+        layers.MaxPool(3, 2, padding="symmetric")(image)[0, :, :, 0],
+        [[0.0, -1.0], [-4.0, -5.0]])
+
+  @parameterized.parameters(tf.float16, tf.bfloat16)
+  def test_reduced_precision(self, dtype):
+    image = tf.random.normal([1, 9, 9, 2])
+    for padding in layers.POOL_PADDINGS:
+      pool = layers.MaxPool(3, 2, padding=padding)
+      self.assertAllEqual(pool(tf.cast(image, dtype)),
+                          tf.cast(pool(image), dtype))
+
+  def test_gradient_reaches_only_the_maxima(self):
+    image = tf.random.normal([1, 7, 7, 1])
+    pool = layers.MaxPool(3, 2)
+    with tf.GradientTape() as tape:
+      tape.watch(image)
+      total = tf.reduce_sum(pool(image))
+    gradient = tape.gradient(total, image)
+    self.assertEqual(float(tf.reduce_sum(gradient)), 9.0)  # 3x3 windows.
+
+  def test_bad_padding(self):
+    with self.assertRaisesRegex(ValueError, "`padding` must be one of"):
+      layers.MaxPool(3, 2, padding="SAME")
 
   def test_global_average_pool(self):
     x = tf.random.normal([2, 3, 5, 4])

@@ -209,13 +209,14 @@ class Stem(tf.Module):
 
   def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
                stride: int, max_pool: bool, bn_options: dict,
-               name: Optional[str] = None):
+               max_pool_padding: str = "ceil", name: Optional[str] = None):
     super().__init__(name=name)
     with self.name_scope:
       self.conv = layers.Conv2D(in_channels, out_channels, kernel_size,
                                 stride=stride, name="conv")
       self.bn = layers.BatchNorm(out_channels, name="bn", **bn_options)
-      self.pool = layers.MaxPool(3, 2, name="max_pool") if max_pool else None
+      self.pool = (layers.MaxPool(3, 2, padding=max_pool_padding,
+                                  name="max_pool") if max_pool else None)
     self.out_channels = out_channels
 
   def describe(self) -> list[str]:
@@ -280,6 +281,7 @@ class ResNet(tf.Module):
                bn_epsilon: float = 1e-5,
                sync_batch_norm: bool = False,
                in_channels: int = 3,
+               max_pool_padding: str = "ceil",
                name: Optional[str] = None):
     """Constructs a network.
 
@@ -301,6 +303,10 @@ class ResNet(tf.Module):
       sync_batch_norm: under `tf.distribute`, normalize with the global
         batch's statistics (not the paper's per-GPU statistics).
       in_channels: channels of the input images.
+      max_pool_padding: the ImageNet stem's max-pool grid: `ceil` (Caffe's
+        ceil mode, the paper's released models) or `symmetric` (padding 1 on
+        every side, floor mode: Keras's and torchvision's models, which
+        converted weights need to reproduce their outputs).
       name: module name.
 
     Raises:
@@ -334,7 +340,7 @@ class ResNet(tf.Module):
     with self.name_scope:
       if stem == "imagenet":
         self.stem = Stem(in_channels, widths[0], 7, 2, True, bn_options,
-                         name="stem")
+                         max_pool_padding=max_pool_padding, name="stem")
       else:
         self.stem = Stem(in_channels, widths[0], 3, 1, False, bn_options,
                          name="stem")

@@ -13,6 +13,7 @@ from tf_resnet.model import resnet
 from tf_resnet.model import vgg
 
 ARCHITECTURES = ("resnet", "plain", "vgg19")
+MAX_POOL_PADDINGS = ("ceil", "symmetric")
 
 Network = Union[resnet.ResNet, vgg.VGG]
 
@@ -36,6 +37,10 @@ class ModelConfig:
       (not the paper's).
     sync_batch_norm: batch statistics over all replicas instead of each
       replica's own (not the paper's; makes N replicas equal one device).
+    max_pool_padding: the ImageNet stem's 3x3/2 max-pool grid. `ceil`:
+      Caffe's ceil-mode pooling, the paper's (default). `symmetric`: padding
+      1 on every side, floor mode, as Keras's and torchvision's ResNets;
+      models converted from them record it (`tf_resnet.convert`).
   """
 
   family: str = "imagenet"
@@ -46,6 +51,8 @@ class ModelConfig:
   stride_on_3x3: bool = False
   zero_init_last_bn: bool = False
   sync_batch_norm: bool = False
+  # Last, with a default: config.json files written before it still load.
+  max_pool_padding: str = "ceil"
 
   def __post_init__(self):
     family = families.get(self.family)
@@ -87,6 +94,14 @@ class ModelConfig:
                                    and self.depth >= 50):
       raise ValueError("`stride_on_3x3` applies to bottleneck networks "
                        "(ImageNet depth 50, 101, 152) only")
+    if self.max_pool_padding not in MAX_POOL_PADDINGS:
+      raise ValueError(f"`max_pool_padding` must be one of "
+                       f"{MAX_POOL_PADDINGS}, not {self.max_pool_padding!r}")
+    if (self.max_pool_padding != "ceil"
+        and (self.family != "imagenet" or self.architecture == "vgg19")):
+      raise ValueError("`max_pool_padding` applies to the ImageNet ResNet and "
+                       "plain stems only (CIFAR networks have no max pool; "
+                       "VGG's 2x2 pools need none)")
 
   @property
   def input_size(self) -> int:
@@ -115,5 +130,6 @@ def build_model(config: ModelConfig) -> Network:
   if config.family == "imagenet":
     return resnet.imagenet_resnet(config.depth, shortcut=shortcut,
                                   stride_on_3x3=config.stride_on_3x3,
+                                  max_pool_padding=config.max_pool_padding,
                                   **options)
   return resnet.cifar_resnet(config.depth, shortcut=shortcut, **options)

@@ -72,5 +72,24 @@ class ModelConfigTest(tf.test.TestCase, parameterized.TestCase):
                      "VGG-19")
 
 
+  def test_max_pool_padding_is_recorded_and_built(self):
+    config = zoo.ModelConfig(depth=18, max_pool_padding="symmetric")
+    self.assertEqual(zoo.build_model(config).stem.pool.padding, "symmetric")
+    self.assertEqual(zoo.build_model(zoo.ModelConfig(depth=18)).stem.pool
+                     .padding, "ceil")  # The paper's grid by default.
+    values = dataclasses.asdict(config)
+    self.assertEqual(zoo.ModelConfig(**values), config)
+    # A config.json written before the option existed still loads.
+    del values["max_pool_padding"]
+    self.assertEqual(zoo.ModelConfig(**values).max_pool_padding, "ceil")
+
+  def test_max_pool_padding_errors(self):
+    with self.assertRaisesRegex(ValueError, "`max_pool_padding` must be one "
+                                "of \\('ceil', 'symmetric'\\), not 'same'"):
+      zoo.ModelConfig(max_pool_padding="same")
+    with self.assertRaisesRegex(ValueError, "CIFAR networks have no max pool"):
+      zoo.ModelConfig(family="cifar", max_pool_padding="symmetric")
+
+
 if __name__ == "__main__":
   tf.test.main()

@@ -17,6 +17,24 @@ def _mean_model(num_classes: int = 6):
   return model
 
 
+def _asymmetric_model(num_classes: int = 6):
+  """Logits = (mean + left half's mean - right half's mean) times (0, ..., C-1).
+
+  A mirror changes the sign of the half-difference, so a view and its mirror
+  score differently.
+  """
+
+  def model(images, *, is_training):
+    assert not is_training
+    half = tf.shape(images)[2] // 2
+    score = (tf.reduce_mean(images, axis=(1, 2, 3))
+             + tf.reduce_mean(images[:, :, :half], axis=(1, 2, 3))
+             - tf.reduce_mean(images[:, :, half:], axis=(1, 2, 3)))
+    return score[:, None] * tf.range(num_classes, dtype=tf.float32)[None]
+
+  return model
+
+
 class EvaluatorTest(tf.test.TestCase):
 
   def test_center_top1_and_top5(self):
@@ -46,17 +64,32 @@ class EvaluatorTest(tf.test.TestCase):
     self.assertAllClose(scores[0], expected, rtol=1e-5)
 
   def test_multiscale_averages_over_scales_and_views(self):
-    views = (tf.fill([2, 4, 6, 3], 1.0),  # A scale with a mirrored pair.
-             tf.fill([2, 8, 12, 3], -2.0))
-    evaluator = evaluation.Evaluator(_mean_model(), "multiscale")
+    # Each scale holds a view and its mirror, which this model scores
+    # differently (a mirror negates the logits); the two scales differ in
+    # size and in how strongly they vote. Dropping the mirrors, averaging
+    # logits instead of softmax scores, or weighting a scale by its size
+    # gives another answer.
+    small = np.zeros([2, 4, 6, 3], np.float32)
+    small[0, :, :3] = 1.0  # Mean 0.5, left 1, right 0: score 1.5.
+    small[1] = small[0, :, ::-1]  # Its mirror: 0.5 + 0 - 1 = -0.5.
+    large = np.zeros([2, 8, 12, 3], np.float32)
+    large[0, :, 6:] = 3.0  # Mean 1.5, left 0, right 3: score -1.5.
+    large[1] = large[0, :, ::-1]  # 1.5 + 3 - 0 = 4.5.
+    views = (tf.constant(small), tf.constant(large))
+    evaluator = evaluation.Evaluator(_asymmetric_model(), "multiscale")
     scores = evaluator.scores(views).numpy()
     softmax = lambda z: np.exp(z - z.max()) / np.exp(z - z.max()).sum()
-    expected = (softmax(1.0 * np.arange(6)) + softmax(-2.0 * np.arange(6))) / 2
+    c = np.arange(6)
+    per_scale = [(softmax(1.5 * c) + softmax(-0.5 * c)) / 2,
+                 (softmax(-1.5 * c) + softmax(4.5 * c)) / 2]
+    expected = (per_scale[0] + per_scale[1]) / 2
     self.assertAllClose(scores[0], expected, rtol=1e-5)
-    ds = tf.data.Dataset.from_tensors((views, tf.constant(0)))
+    ranked = np.argsort(expected)[::-1]
+    self.assertEqual(ranked[0], 5)
+    ds = tf.data.Dataset.from_tensors((views, tf.constant(ranked[1])))
     result = evaluator.evaluate(ds)
-    self.assertEqual(result.examples, 1)
-    self.assertEqual(result.top1_error, float(np.argmax(expected) != 0))
+    self.assertEqual((result.examples, result.top1_error, result.top5_error),
+                     (1, 1.0, 0.0))
 
   def test_max_examples_is_exact(self):
     images = tf.zeros([10, 2, 2, 3])

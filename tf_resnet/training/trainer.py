@@ -145,22 +145,20 @@ class Trainer:
   def restore(self, path: Optional[str]) -> None:
     """Restores `path` (None: a fresh run) and opens the training input there.
 
-    Indexed data resumes from the step alone; streamed data from its
-    iterator, which is then part of the checkpoint.
+    The input order is a function of (seed, step) for every source, so the
+    step alone resumes it: no input iterator is saved with a checkpoint
+    (older checkpoints that hold one still load).
     """
     start = 0
     if path:
       reader = tf.train.load_checkpoint(path)
       start = int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
-    indexed = self._dataset_fn is not None or self.source.indexed
     dataset_fn = self._dataset_fn or (
         lambda ctx: pipeline.train_dataset(
             self.source, self.statistics, self.config.input, ctx,
-            start_step=start if indexed else 0))
+            start_step=start))
     self._iterator = iter(
         self.strategy.distribute_datasets_from_function(dataset_fn))
-    if not indexed:
-      self.checkpoint.iterator = self._iterator
     if path:
       self.checkpoint.read(path).expect_partial()
 
