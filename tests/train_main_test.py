@@ -1,4 +1,8 @@
-"""The training binary as a user runs it: resume, signals, errors, flagfiles."""
+"""The training binary as a user runs it: resume, signals, errors, flagfiles.
+
+(Over 350 lines: one binary's behaviours as a user meets them, each a few
+subprocess runs; the shared helpers are in tf_resnet/testing.)
+"""
 
 import glob
 import json
