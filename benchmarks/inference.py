@@ -13,13 +13,14 @@ The overhead is what the export adds: (bare rate / export rate) - 1.
 
 import json
 import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tf_resnet import startup
 
-from tf_resnet import cli  # pylint: disable=unused-import,g-bad-import-order
+startup.quiet_tensorflow_logs()
+
+# pylint: disable=g-import-not-at-top,g-bad-import-order
 from absl import app
 from absl import flags
 import numpy as np

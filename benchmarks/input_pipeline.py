@@ -6,8 +6,9 @@ Measures, in one run:
   generated with natural-image-like statistics unless --jpeg_dir is given);
 * the CIFAR training pipeline (pad, crop, flip, mean) on a CIFAR-10 image
   folder (--cifar_dir, e.g. the unpacked JPEG copy), if given;
-* the training step (forward, backward, update; the library's Task and
-  optimizer, in a tf.function) of the cheapest network of each family
+* the training step (forward, backward, update: the real Trainer, as
+  `tf_resnet.train` builds it; `in_memory.py`) of the cheapest network of
+  each family
   (ImageNet ResNet-18 at 224x224, CIFAR ResNet-20), on a batch held in
   memory: every other network of the zoo consumes images more slowly.
 
@@ -19,24 +20,24 @@ exceed the step's.
 
 import json
 import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tf_resnet import startup
 
-from tf_resnet import cli  # pylint: disable=unused-import,g-bad-import-order
+startup.quiet_tensorflow_logs()
+
+# pylint: disable=g-import-not-at-top,g-bad-import-order
 from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
 
+import in_memory  # Beside this file.
 from tf_resnet.data import pipeline
 from tf_resnet.data import sources
 from tf_resnet.data import stats as stats_lib
-from tf_resnet.model import resnet
-from tf_resnet.training import optimizer as optimizer_lib
-from tf_resnet.training import task as task_lib
+from tf_resnet.model import zoo
 
 _JPEG_DIR = flags.DEFINE_string("jpeg_dir", None,
                                 "An ImageNet-style folder to read instead of "
@@ -85,21 +86,12 @@ def _pipeline_rate(source: sources.Source, batch: int, seconds: float) -> float:
   return images / (time.perf_counter() - began)
 
 
-def _step_rate(net: tf.Module, batch: int, size: int, steps: int) -> float:
-  variables = net.trainable_variables
-  opt = optimizer_lib.SGDMomentum(
-      variables, decay_variables=task_lib.decayed_variables(net))
-  task = task_lib.Task(net, opt, lambda step: tf.constant(0.01),
-                       variables=variables, global_batch_size=batch)
-  step = tf.function(task.train_step)
-  inputs = (tf.random.normal([batch, size, size, 3]),
-            tf.zeros([batch], tf.int32))
-  step(inputs)  # Tracing.
-  began = time.perf_counter()
-  for _ in range(steps):
-    out = step(inputs)
-  float(out["loss"])
-  return batch * steps / (time.perf_counter() - began)
+def _step_rate(config: zoo.ModelConfig, batch: int, steps: int) -> float:
+  """Images/s of the real Trainer's step on one batch in memory."""
+  trainer = in_memory.InMemoryTrainer(config, batch)
+  trainer.run(1)  # Tracing.
+  seconds, _ = trainer.time(steps, steps)
+  return batch * steps / seconds
 
 
 def main(argv):
@@ -112,13 +104,15 @@ def main(argv):
   rows.append(("imagenet pipeline (500x375 JPEG)", "input",
                _pipeline_rate(imagenet, 32, _SECONDS.value)))
   rows.append(("imagenet ResNet-18 step, batch 32", "step",
-               _step_rate(resnet.resnet18(), 32, 224, _STEPS.value)))
+               _step_rate(zoo.ModelConfig("imagenet", depth=18), 32,
+                          _STEPS.value)))
   if _CIFAR_DIR.value:
     cifar = sources.folder_source(_CIFAR_DIR.value, family="cifar")
     rows.append(("cifar pipeline (CIFAR-10 JPEG folder)", "input",
                  _pipeline_rate(cifar, 128, _SECONDS.value)))
   rows.append(("cifar ResNet-20 step, batch 128", "step",
-               _step_rate(resnet.resnet20(), 128, 32, _STEPS.value * 4)))
+               _step_rate(zoo.ModelConfig("cifar", depth=20), 128,
+                          _STEPS.value * 4)))
   record = {"cores": cores, "date": time.strftime("%Y-%m-%d"),
             **{name: {"kind": kind, "images_per_sec": round(rate, 1),
                       "images_per_sec_per_core": round(rate / cores, 1)}

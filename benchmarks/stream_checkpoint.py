@@ -18,9 +18,12 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tf_resnet import startup
 
-from absl import app  # pylint: disable=g-bad-import-order
+startup.quiet_tensorflow_logs()
+
+# pylint: disable=g-import-not-at-top,g-bad-import-order
+from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
@@ -75,7 +78,7 @@ def main(argv):
   model_dir = tempfile.mkdtemp(prefix="stream_checkpoint_")
   common = ("--dataset=imagenet2012", f"--data_dir={data_dir}", "--depth=18",
             f"--batch_size={_BATCH.value}", "--steps_per_loop=1",
-            "--stats_max_images=64", "--eval_examples=50",
+            "--stats_max_images=64", "--eval_examples=50", "--holdout=50",
             f"--model_dir={model_dir}")
   results = {"archive_bytes": sum(sizes)}
   for name, steps in (("first", _STEPS.value), ("resumed", _STEPS.value + 1)):

@@ -1,4 +1,8 @@
-"""The training binary as a user runs it: resume, signals, errors, flagfiles."""
+"""The training binary as a user runs it: resume, signals, errors, flagfiles.
+
+(Over 350 lines: one binary's behaviours as a user meets them, each a few
+subprocess runs; the shared helpers are in tf_resnet/testing.)
+"""
 
 import glob
 import json
@@ -16,6 +20,7 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
+from tf_resnet.testing import images
 from tf_resnet.testing import processes
 
 # The source tree (under Bazel, resolving the runfiles symlink leads there).
@@ -200,6 +205,37 @@ class TrainMainTest(parameterized.TestCase):
     self.assertEqual(_progress_steps(resumed.stdout), [6, 8])
     self.assertNotEmpty(glob.glob(os.path.join(
         model_dir, "damaged", "*", os.path.basename(data))))
+
+  def test_fine_tunes_from_another_run_with_a_new_head(self):
+    source = self._tempdir()
+    first = _train(*_TINY, "--train_steps=2", f"--model_dir={source}")
+    self.assertEqual(first.returncode, 0, first.stderr)
+    data = self._tempdir()
+    for c in range(3):
+      for split in ("train", "test"):
+        for i in range(3):
+          images.write_file(f"{data}/{split}/k{c}/{i}.png",
+                            images.png(10 * c + i))
+    model_dir = os.path.join(self._tempdir(), "run")
+    tuned = _train(f"--init_from={source}", f"--dataset=folder:{data}",
+                   "--trainable=head", "--head_learning_rate=1.0",
+                   "--batch_size=3", "--train_steps=2", "--steps_per_loop=1",
+                   f"--model_dir={model_dir}")
+    self.assertEqual(tuned.returncode, 0, tuned.stderr)
+    # The source's network (no --depth given), with the folder's classes.
+    self.assertStartsWith(tuned.stdout, "Training ResNet-8 (A) on folder:")
+    self.assertIn(f"Initialized from {source}/ckpt-2: restored", tuned.stdout)
+    self.assertIn("new: head/fc/kernel (shape [64, 3], the source's [64, 10])",
+                  tuned.stdout)
+    with open(os.path.join(model_dir, "config.json")) as f:
+      config = json.load(f)
+    self.assertEqual((config["trainable"], config["head_learning_rate"],
+                      config["model"]["num_classes"]), ("head", 1.0, 3))
+    wrong = _train(f"--init_from={source}", f"--dataset=folder:{data}",
+                   "--depth=20", f"--model_dir={self._tempdir()}")
+    self.assertEqual(wrong.returncode, 1)
+    self.assertIn(f"--depth=20 contradicts --init_from={source}, a "
+                  "ResNet-8 (A)", _error_line(wrong.stderr, "error: "))
 
   def test_sigterm_saves_and_the_same_command_resumes(self):
     model_dir = self._tempdir()

@@ -19,12 +19,18 @@ import sys
 import tempfile
 import time
 
-from tf_resnet import cli  # Sets TF's log level before TensorFlow loads.
-from absl import app  # pylint: disable=g-bad-import-order
+from tf_resnet import startup
+
+startup.quiet_tensorflow_logs()
+
+# pylint: disable=g-import-not-at-top,g-bad-import-order
+from absl import app
 from absl import flags
 import tensorflow as tf
 
+from tf_resnet import cli
 from tf_resnet.data import sources
+# pylint: enable=g-import-not-at-top,g-bad-import-order
 
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None,
                                   "A model base path (tf_resnet.export).")
@@ -67,12 +73,10 @@ def main(argv):
     with open(paths[-1], "wb") as f:
       f.write(data)
   port, rest_port = _free_port(), _free_port()
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   server = subprocess.Popen(
       [sys.executable, "-m", "tf_resnet.serving.server", f"--port={port}",
        f"--rest_api_port={rest_port}", "--model_name=demo",
-       f"--model_base_path={_EXPORT_DIR.value}", "--request_log_level=warning"],
-      env=env)
+       f"--model_base_path={_EXPORT_DIR.value}", "--request_log_level=warning"])
   try:
     _wait_for_port(port, server, timeout=180)
     _wait_for_port(rest_port, server, timeout=30)
@@ -82,7 +86,7 @@ def main(argv):
           [sys.executable, "-m", "tf_resnet.serving.client",
            f"--server=127.0.0.1:{address}", "--model_name=demo",
            "--format=json", *extra, *paths],
-          env=env, capture_output=True, text=True, check=False)
+          capture_output=True, text=True, check=False)
       if result.returncode:
         cli.fail(f"the {api} client failed: {result.stderr.strip()[-2000:]}")
       records = [json.loads(line) for line in result.stdout.splitlines()]

@@ -47,6 +47,11 @@ _SCALES = flags.DEFINE_list(
 _FLIP = flags.DEFINE_bool("flip", False, "Also average the mirrored views.")
 _TOP_K = flags.DEFINE_integer("top_k", 5, "Classes returned per image.",
                               lower_bound=1)
+_PRECISION = flags.DEFINE_enum(
+    "precision", "float32", list(serving_module.PRECISIONS),
+    "What the network computes in: float32, or bfloat16 (fast on CPUs with "
+    "AMX or AVX-512 BF16 and on recent GPUs; emulated, so slower, "
+    "elsewhere) or float16 (GPUs). Outputs stay float32.")
 _LABELS = flags.DEFINE_string(
     "labels", None, "A file with one class name per line (default: the "
     "run's labels.txt: TFDS's names, CIFAR's, the folder names).")
@@ -72,7 +77,7 @@ def main(argv):
     module = serving_module.for_run(
         model, trained.model.family, trained.statistics.mean_image, labels,
         scales=[int(s) for s in _SCALES.value or []], flip=_FLIP.value,
-        top_k=_TOP_K.value)
+        top_k=_TOP_K.value, precision=_PRECISION.value)
     exported = writer.write(module, _EXPORT_DIR.value, _VERSION.value,
                             overwrite=_OVERWRITE.value)
   except (ValueError, FileExistsError) as e:

@@ -27,11 +27,15 @@ import json
 import os
 import sys
 
-from tf_resnet import cli  # Sets TF's log level before TensorFlow loads.
-from absl import app  # pylint: disable=g-bad-import-order
-from absl import flags
-from absl import logging
+from tf_resnet import startup
 
+startup.quiet_tensorflow_logs()
+
+# pylint: disable=g-import-not-at-top,g-bad-import-order
+from absl import app
+from absl import flags
+
+from tf_resnet import cli
 from tf_resnet.data import pipeline
 from tf_resnet.data import sources
 from tf_resnet.analysis import responses as responses_lib
@@ -39,25 +43,26 @@ from tf_resnet.reporting import figures
 from tf_resnet.reporting import logs
 from tf_resnet.reporting import tables
 from tf_resnet.training import run_dir
+# pylint: enable=g-import-not-at-top,g-bad-import-order
 
-FLAGS = flags.FLAGS
-
-flags.DEFINE_list("run_dirs", None,
-                  "Training runs (model_dirs of tf_resnet.train), in the "
-                  "order of the tables and legends.")
-flags.DEFINE_string("output_dir", None,
-                    "Where the figures and tables are written.")
-flags.DEFINE_bool("run_responses", True,
-                  "Measure the Fig. 7 layer responses from each run's latest "
-                  "checkpoint on the test split (needs the data set).")
-flags.DEFINE_integer("responses_examples", 10_000,
-                     "Test images the responses are measured on.")
-flags.DEFINE_string("dataset", None,
-                    "Read the runs' data from here instead (e.g. "
-                    "folder:/data/cifar10).")
-flags.DEFINE_string("data_dir", None, "Override TFDS's data directory.")
-flags.DEFINE_float("y_max", None, "Top of Fig. 6's error axis, in %.")
-flags.mark_flags_as_required(["run_dirs", "output_dir"])
+_RUN_DIRS = flags.DEFINE_list(
+    "run_dirs", None, "Training runs (model_dirs of tf_resnet.train), in the "
+    "order of the tables and legends.", required=True)
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, "Where the figures and tables are written.",
+    required=True)
+_RUN_RESPONSES = flags.DEFINE_bool(
+    "run_responses", True, "Measure the Fig. 7 layer responses from each "
+    "run's latest checkpoint on the test split (needs the data set).")
+_RESPONSES_EXAMPLES = flags.DEFINE_integer(
+    "responses_examples", 10_000, "Test images the responses are measured "
+    "on.")
+_DATASET = flags.DEFINE_string(
+    "dataset", None, "Read the runs' data from here instead (e.g. "
+    "folder:/data/cifar10).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None,
+                                "Override TFDS's data directory.")
+_Y_MAX = flags.DEFINE_float("y_max", None, "Top of Fig. 6's error axis, in %.")
 flags.register_validator("responses_examples", lambda n: n > 0,
                          "--responses_examples must be positive")
 
@@ -69,8 +74,8 @@ _parse_source = functools.lru_cache(maxsize=None)(sources.parse)
 def _source(run_log: logs.RunLog) -> sources.Source:
   """The run's data set (or --dataset's), as its config.json describes it."""
   data = run_log.config["data"]
-  return _parse_source(FLAGS.dataset or data["dataset"],
-                       data_dir=FLAGS.data_dir or data.get("data_dir"),
+  return _parse_source(_DATASET.value or data["dataset"],
+                       data_dir=_DATA_DIR.value or data.get("data_dir"),
                        family=run_log.config["model"]["family"],
                        holdout=int(data.get("holdout", 0)),
                        on_bad_file=data.get("on_bad_file", "skip"))
@@ -81,12 +86,12 @@ def _measure_responses(run_log: logs.RunLog):
   source = _source(run_log)
   model, step, path = run_dir.restore(run)
   print(f"{run_log.name}: measuring layer responses at step {step} ({path}) "
-        f"on {min(FLAGS.responses_examples, source.num_examples('test')):,} "
+        f"on {min(_RESPONSES_EXAMPLES.value, source.num_examples('test')):,} "
         "test images", flush=True)
   dataset = pipeline.eval_dataset(source, run.statistics, run.input,
                                   split="test", mode="center",
                                   batch_size=250)
-  batches = dataset.unbatch().take(FLAGS.responses_examples).batch(250)
+  batches = dataset.unbatch().take(_RESPONSES_EXAMPLES.value).batch(250)
   return responses_lib.layer_response_stds(model, batches)
 
 
@@ -95,19 +100,16 @@ def _train_examples(run_log: logs.RunLog):
   try:
     return _source(run_log).num_examples("train")
   except (sources.DataError, ValueError) as e:
-    spec = FLAGS.dataset or run_log.config["data"]["dataset"]
+    spec = _DATASET.value or run_log.config["data"]["dataset"]
     print(f"{run_log.name}: epochs not shown, {spec} is not readable here "
           f"({e})", file=sys.stderr)
     return None
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
+  cli.start(argv)
   try:
-    runs = [logs.read_run(d) for d in FLAGS.run_dirs]
+    runs = [logs.read_run(d) for d in _RUN_DIRS.value]
   except logs.RunLogError as e:
     cli.fail(str(e))
   for run in runs:
@@ -118,7 +120,7 @@ def main(argv):
 
   responses, train_examples = {}, {}
   for run in runs:
-    if FLAGS.run_responses:
+    if _RUN_RESPONSES.value:
       try:
         responses[run.name] = _measure_responses(run)
       except (sources.DataError, run_dir.RunDirError, ValueError) as e:
@@ -126,16 +128,16 @@ def main(argv):
                  "from the logs alone)")
     train_examples[run.model_dir] = _train_examples(run)
 
-  os.makedirs(FLAGS.output_dir, exist_ok=True)
+  os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
   written = []
   try:
-    figure = figures.learning_curves(runs, y_max=FLAGS.y_max)
+    figure = figures.learning_curves(runs, y_max=_Y_MAX.value)
   except ValueError as e:
     cli.fail(str(e))
-  written.append(os.path.join(FLAGS.output_dir, "curves.png"))
+  written.append(os.path.join(_OUTPUT_DIR.value, "curves.png"))
   figure.savefig(written[-1], dpi=120)
   if responses:
-    written.append(os.path.join(FLAGS.output_dir, "responses.png"))
+    written.append(os.path.join(_OUTPUT_DIR.value, "responses.png"))
     figures.layer_responses(responses).savefig(written[-1], dpi=120)
 
   sections = ["### Test error\n", tables.results_table(runs, train_examples),
@@ -144,10 +146,10 @@ def main(argv):
     sections += ["\n### Layer responses (Fig. 7)\n",
                  tables.responses_table(responses)]
   text = "\n".join(sections) + "\n"
-  written.append(os.path.join(FLAGS.output_dir, "results.md"))
+  written.append(os.path.join(_OUTPUT_DIR.value, "results.md"))
   with open(written[-1], "w") as f:
     f.write(text)
-  written.append(os.path.join(FLAGS.output_dir, "results.json"))
+  written.append(os.path.join(_OUTPUT_DIR.value, "results.json"))
   with open(written[-1], "w") as f:
     json.dump(tables.results_json(runs, responses, train_examples), f,
               indent=2)

@@ -16,6 +16,9 @@ Examples:
       --dataset=folder:/data/cifar10 --model_dir=/runs/r110
   python -m tf_resnet.train --dataset=digits --depth=20 --train_steps=300 \
       --batch_size=64 --model_dir=/tmp/digits
+  python -m tf_resnet.train --init_from=/runs/keras_resnet50 --depth=50 \
+      --dataset=folder:/data/flowers --trainable=head --learning_rate=0.01 \
+      --model_dir=/runs/flowers
 
 Rerunning the same command resumes from the newest checkpoint in
 --model_dir that reads. SIGTERM or Ctrl-C saves a checkpoint and stops.
@@ -38,6 +41,7 @@ from tf_resnet import families
 from tf_resnet.data import sources
 from tf_resnet.exporting import actions as export_actions
 from tf_resnet.training import config as config_lib
+from tf_resnet.training import initialization
 from tf_resnet.training import strategy as strategy_lib
 from tf_resnet.training import task as task_lib
 from tf_resnet.training import train_lib
@@ -158,6 +162,20 @@ _KEEP_EXPORTS = flags.DEFINE_integer("keep_exports", 3,
 _STATS_MAX_IMAGES = flags.DEFINE_integer(
     "stats_max_images", 10_000, "Training images read for the per-pixel "
     "mean and the RGB principal components.", lower_bound=1)
+_INIT_FROM = flags.DEFINE_string(
+    "init_from", None, "Fine-tune: start from this run directory's (or "
+    "checkpoint's) weights wherever names and shapes match, and its mean "
+    "image; the classifier is new unless the data set has the source's "
+    "classes. Only when --model_dir has no checkpoint yet: a rerun resumes "
+    "from its own. E.g. a run of tf_resnet.convert.")
+_TRAINABLE = flags.DEFINE_enum(
+    "trainable", "all", list(config_lib.TRAINABLE),
+    "all: train every layer. head: train the classifier alone, the rest "
+    "frozen with its batch normalization in inference mode.")
+_HEAD_LEARNING_RATE = flags.DEFINE_float(
+    "head_learning_rate", None, "The classifier's starting learning rate "
+    "(the schedule scales it like --learning_rate); default "
+    "--learning_rate.")
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     "allow_config_change", False, "Resume a run even though this command "
     "changes its data or schedule (data set, holdout, batch, seed, "
@@ -172,8 +190,16 @@ cli.validate_network(
 
 def build_config(source: sources.Source) -> config_lib.TrainConfig:
   """The run the flags describe: the paper's for the data's family, and what was set."""
-  model = _MODEL.config(source.family, num_classes=source.num_classes,
-                        sync_batch_norm=_SYNC_BATCH_NORM.value)
+  if _INIT_FROM.value:
+    model = initialization.model_config(
+        _INIT_FROM.value, family=source.family,
+        num_classes=source.num_classes,
+        architecture=_MODEL.model.value if _MODEL.model.present else None,
+        depth=_MODEL.depth.value, shortcut=_MODEL.shortcut.value,
+        sync_batch_norm=_SYNC_BATCH_NORM.value)
+  else:
+    model = _MODEL.config(source.family, num_classes=source.num_classes,
+                          sync_batch_norm=_SYNC_BATCH_NORM.value)
   model_dir = _MODEL_DIR.value or os.path.join(
       tempfile.gettempdir(), "tf_resnet",
       f"{source.name.replace(':', '_').replace('/', '_')}_"
@@ -204,7 +230,9 @@ def build_config(source: sources.Source) -> config_lib.TrainConfig:
       keep_checkpoints=_KEEP_CHECKPOINTS.value, precision=_PRECISION.value,
       xla=_XLA.value, strategy=_STRATEGY.value,
       num_cpu_devices=_NUM_CPU_DEVICES.value, export_dir=_EXPORT_DIR.value,
-      export_best=_EXPORT_BEST.value, keep_exports=_KEEP_EXPORTS.value)
+      export_best=_EXPORT_BEST.value, keep_exports=_KEEP_EXPORTS.value,
+      init_from=_INIT_FROM.value, trainable=_TRAINABLE.value,
+      head_learning_rate=_HEAD_LEARNING_RATE.value)
 
 
 def main(argv):

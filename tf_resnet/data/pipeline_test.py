@@ -1,7 +1,6 @@
 """Input pipelines: order, determinism, resumption, sharding across replicas, test modes."""
 
 import os
-import shutil
 import tempfile
 
 import numpy as np
@@ -178,20 +177,8 @@ class EvalTest(tf.test.TestCase):
       list(fail)
 
 
-class StreamedTest(tf.test.TestCase):
+class StreamedTest(imagenet.TinyImageNetTestCase):
   """TFDS's ImageNet, prepared by its real builder from tiny ILSVRC2012 archives."""
-
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    cls.data_dir = tempfile.mkdtemp()
-    imagenet.write_archives(os.path.join(cls.data_dir, "downloads", "manual"))
-    cls.source = sources.parse("imagenet2012", data_dir=cls.data_dir)
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.data_dir, ignore_errors=True)
-    super().tearDownClass()
 
   def _batches(self, count, start_step=0, **kwargs):
     # Blocks of 5 of the 12 training records: 5, 5 and 2.

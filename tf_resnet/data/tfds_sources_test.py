@@ -2,7 +2,6 @@
 
 import collections
 import os
-import shutil
 import tempfile
 
 import tensorflow as tf
@@ -13,20 +12,8 @@ from tf_resnet.data import transforms
 from tf_resnet.testing import imagenet
 
 
-class ImageNetTest(tf.test.TestCase):
+class ImageNetTest(imagenet.TinyImageNetTestCase):
   """One tiny ILSVRC2012 (3 synsets x 4 JPEGs, 4 validation JPEGs), prepared once."""
-
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    cls.data_dir = tempfile.mkdtemp()
-    imagenet.write_archives(os.path.join(cls.data_dir, "downloads", "manual"))
-    cls.source = sources.parse("imagenet2012", data_dir=cls.data_dir)
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.data_dir, ignore_errors=True)
-    super().tearDownClass()
 
   def test_the_real_builder_prepares_the_archives(self):
     source = self.source

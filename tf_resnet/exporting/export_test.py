@@ -106,6 +106,31 @@ class CifarExportTest(tf.test.TestCase):
     b = self.loaded.signatures["predict"](image_bytes=tf.constant(png))
     self.assertAllClose(a["probabilities"], b["probabilities"], atol=1e-6)
 
+  def test_bfloat16_export_computes_in_bfloat16_and_answers_float32(self):
+    module = serving_module.for_run(self.net, "cifar", self.mean,
+                                    self.labels, top_k=3,
+                                    precision="bfloat16")
+    loaded = tf.saved_model.load(writer.write(module, tempfile.mkdtemp()))
+    pixels = np.random.RandomState(2).randint(0, 256, [4, 32, 32, 3])
+    images = tf.constant(pixels.astype(np.uint8))
+    half = loaded.signatures["predict_images"](images=images)
+    full = self.loaded.signatures["predict_images"](images=images)
+    self.assertEqual(half["probabilities"].dtype, tf.float32)
+    self.assertEqual(half["top_k_scores"].dtype, tf.float32)
+    # bfloat16 keeps 8 bits of mantissa: close to float32, not equal.
+    self.assertAllClose(half["probabilities"], full["probabilities"],
+                        atol=0.05)
+    self.assertNotAllClose(half["probabilities"], full["probabilities"],
+                           atol=1e-7, rtol=0)
+    graph = loaded.signatures["predict_images"].graph.as_graph_def()
+    nodes = list(graph.node) + [n for f in graph.library.function
+                                for n in f.node_def]
+    self.assertTrue(any(n.op == "Conv2D" and n.attr["T"].type == tf.bfloat16
+                        for n in nodes), "no bfloat16 convolution in the graph")
+    with self.assertRaisesRegex(ValueError, "`precision` must be one of"):
+      serving_module.for_run(self.net, "cifar", self.mean, self.labels,
+                             precision="int8")
+
   def test_corrupt_image_fails_the_call(self):
     with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
                                 "neither a JPEG nor a PNG"):

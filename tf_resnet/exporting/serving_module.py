@@ -33,6 +33,9 @@ from tensorflow_serving.apis import prediction_log_pb2
 from tf_resnet.data import transforms
 
 IMAGE_FEATURE = "image/encoded"
+# The type the network computes in, by `precision`.
+PRECISIONS = {"float32": tf.float32, "bfloat16": tf.bfloat16,
+              "float16": tf.float16}
 CLASSIFY_SIGNATURES = ("serving_default", "classification",
                        "classify_single_view")
 PREDICT_BYTES_SIGNATURES = ("predict", "predict_single_view")
@@ -56,7 +59,8 @@ class ServingModule(tf.Module):
 
   def __init__(self, model: tf.Module, *, family: str,
                mean_image, labels: Sequence[str], scales: Sequence[int],
-               flip: bool = False, top_k: int = 5, name: str = "serving"):
+               flip: bool = False, top_k: int = 5,
+               precision: str = "float32", name: str = "serving"):
     """Wraps a network.
 
     Args:
@@ -68,11 +72,15 @@ class ServingModule(tf.Module):
         its native 32x32 view.
       flip: also average the mirrored views.
       top_k: classes returned per image.
+      precision: `float32`, or `bfloat16` / `float16`: the network computes
+        in that type (its variables stay float32 and are cast as training's
+        mixed precision does); preprocessing, softmax and every output stay
+        float32, as the signatures promise.
       name: module name.
 
     Raises:
       ValueError: if the labels do not match the network's outputs, or for
-        a bad `top_k` or scale.
+        a bad `top_k`, scale or precision.
     """
     super().__init__(name=name)
     num_classes = model.num_classes
@@ -84,7 +92,11 @@ class ServingModule(tf.Module):
     if family == "imagenet" and min(scales) < transforms.IMAGENET_CROP:
       raise ValueError(f"ImageNet scales must be at least "
                        f"{transforms.IMAGENET_CROP}, not {min(scales)}")
+    if precision not in PRECISIONS:
+      raise ValueError(f"`precision` must be one of {tuple(PRECISIONS)}, "
+                       f"not {precision!r}")
     self.model = model
+    self.compute_dtype = PRECISIONS[precision]
     self.family = family
     self.scales = tuple(int(s) for s in scales)
     self.flip = flip
@@ -96,7 +108,8 @@ class ServingModule(tf.Module):
                               trainable=False, name="labels")
 
   def _probabilities(self, views: tf.Tensor) -> tf.Tensor:
-    return tf.nn.softmax(self.model(views, is_training=False))
+    logits = self.model(tf.cast(views, self.compute_dtype), is_training=False)
+    return tf.nn.softmax(tf.cast(logits, tf.float32))
 
   def multiscale_scores(self, image: tf.Tensor, encoded: bool) -> tf.Tensor:
     """Scores [C] of one image: the paper's fully-convolutional multi-scale test."""
@@ -256,11 +269,11 @@ def warmup_requests(module: ServingModule, model_name: str
 
 def for_run(model: tf.Module, family: str, mean_image, labels: Sequence[str],
             scales: Optional[Sequence[int]] = None, flip: bool = False,
-            top_k: int = 5) -> ServingModule:
+            top_k: int = 5, precision: str = "float32") -> ServingModule:
   """A ServingModule with the family's defaults: the paper's five test scales on ImageNet."""
   if not scales:
     facts = families.get(family)
     scales = facts.test_scales or (facts.input_size,)
   return ServingModule(model, family=family, mean_image=mean_image,
                        labels=labels, scales=scales, flip=flip,
-                       top_k=min(top_k, len(labels)))
+                       top_k=min(top_k, len(labels)), precision=precision)

@@ -4,6 +4,10 @@ Variables are created eagerly in the constructors from known shapes, so a
 network can be counted, checkpointed and restored before it sees an image.
 Every layer reports its call (a weight layer also its multiply-adds) to
 `hooks.record`, for the analyses in `tf_resnet.analysis`.
+
+(Over 350 lines, deliberately: five small layers whose every departure from
+TensorFlow's defaults, each the paper's or Caffe's choice, is explained where
+it is made; split, the reasons would be read apart from each other.)
 """
 
 import math

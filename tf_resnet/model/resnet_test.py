@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from tf_resnet.analysis import cost
 from tf_resnet.analysis import paper
+from tf_resnet.model import blocks
 from tf_resnet.model import resnet
 
 
@@ -120,15 +121,15 @@ class ShortcutTest(tf.test.TestCase, parameterized.TestCase):
     # 64 -> 256 channels without a stride: dimensions grow, so B projects.
     net = resnet.resnet50()
     self.assertIsInstance(net.stages[0].blocks[0].shortcut,
-                          resnet.ProjectionShortcut)
+                          blocks.ProjectionShortcut)
     self.assertIsInstance(net.stages[0].blocks[1].shortcut,
-                          resnet.IdentityShortcut)
+                          blocks.IdentityShortcut)
 
   def test_option_c_projects_everywhere(self):
     shortcuts = self._shortcuts(resnet.resnet34(shortcut="C"))
     self.assertLen(shortcuts, 16)
     for s in shortcuts:
-      self.assertIsInstance(s, resnet.ProjectionShortcut)
+      self.assertIsInstance(s, blocks.ProjectionShortcut)
     extra_c = cost.count_params(resnet.resnet34(shortcut="C")) - \
         cost.count_params(resnet.resnet34(shortcut="A"))
     widths = [64] * 3 + [128] * 4 + [256] * 6 + [512] * 3
@@ -141,7 +142,7 @@ class ShortcutTest(tf.test.TestCase, parameterized.TestCase):
       self.assertTrue(net.name.startswith(("plain", "cifar_plain")), net.name)
 
   def test_option_a_subsamples_and_zero_pads(self):
-    shortcut = resnet.IdentityShortcut(2, 5, stride=2)
+    shortcut = blocks.IdentityShortcut(2, 5, stride=2)
     x = tf.reshape(tf.range(2 * 4 * 4 * 2, dtype=tf.float32), [2, 4, 4, 2])
     y = shortcut(x, is_training=True)
     self.assertEqual(y.shape, [2, 2, 2, 5])
@@ -153,7 +154,7 @@ class ShortcutTest(tf.test.TestCase, parameterized.TestCase):
     # outputs zero and the block is ReLU(identity); the plain block outputs 0.
     x = tf.random.normal([2, 8, 8, 16])
     for shortcut, expected in (("A", tf.nn.relu(x)), (None, tf.zeros_like(x))):
-      block = resnet.BasicBlock(16, 16, stride=1, shortcut=shortcut)
+      block = blocks.BasicBlock(16, 16, stride=1, shortcut=shortcut)
       block.bns[-1].scale.assign(tf.zeros([16]))
       self.assertAllClose(block(x, is_training=False), expected, atol=1e-6)
 

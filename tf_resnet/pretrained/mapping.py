@@ -18,6 +18,9 @@ approximated; what differs is folded into the weights:
   image and the project's own preprocessing (subtract the mean) is exact;
 * the max-pool grid: both pad by 1 (floor mode), recorded as
   `max_pool_padding="symmetric"`.
+
+(Over 350 lines, deliberately: both sources' name tables share the builder,
+the checks and the folds above, and are easiest to check side by side.)
 """
 
 import dataclasses

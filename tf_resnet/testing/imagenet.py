@@ -12,11 +12,15 @@ comes with TFDS too, so a few synsets suffice.
 
 import io
 import os
+import shutil
 import tarfile
+import tempfile
 from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from tf_resnet.data import sources
 
 # The first three ILSVRC2012 synsets in sorted order: labels 0, 1, 2 (tench,
 # goldfish, great white shark).
@@ -90,3 +94,23 @@ def write_archives(manual_dir: str, *, synsets: Sequence[str] = SYNSETS,
       _add(val, f"ILSVRC2012_val_{i:08d}.JPEG", jpeg(seed))
       seed += 1
   return manual_dir
+
+
+class TinyImageNetTestCase(tf.test.TestCase):
+  """A test case with TFDS's imagenet2012 prepared once from `write_archives`.
+
+  `cls.data_dir` is TFDS's data directory and `cls.source` the parsed
+  `imagenet2012` source.
+  """
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.data_dir = tempfile.mkdtemp()
+    write_archives(os.path.join(cls.data_dir, "downloads", "manual"))
+    cls.source = sources.parse("imagenet2012", data_dir=cls.data_dir)
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.data_dir, ignore_errors=True)
+    super().tearDownClass()

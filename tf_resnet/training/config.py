@@ -17,6 +17,7 @@ from tf_resnet.training import strategy as strategy_lib
 from tf_resnet.training import task as task_lib
 
 SCHEDULES = ("plateau", "steps")
+TRAINABLE = ("all", "head")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +120,13 @@ class TrainConfig:
     export_best: also export whenever the validation error improves (like
       BestExporter).
     keep_exports: the number of exported versions kept.
+    init_from: start from this run's (or checkpoint's) weights where names
+      and shapes match (fine-tuning); only when the run has no checkpoint of
+      its own yet.
+    trainable: `all`, or `head`: train the classifier alone, with the rest
+      frozen and its batch normalization in inference mode.
+    head_learning_rate: the classifier's starting rate (the schedule scales
+      it like the others, Caffe's `lr_mult`); None: `learning_rate`.
   """
 
   model: zoo.ModelConfig
@@ -143,6 +151,9 @@ class TrainConfig:
   export_dir: Optional[str] = None
   export_best: bool = False
   keep_exports: int = 3
+  init_from: Optional[str] = None
+  trainable: str = "all"
+  head_learning_rate: Optional[float] = None
 
   def __post_init__(self):
     for name in ("train_steps", "steps_per_loop", "keep_checkpoints",
@@ -168,6 +179,12 @@ class TrainConfig:
     if self.weight_decay < 0:
       raise ValueError(f"`weight_decay` must be >= 0, not "
                        f"{self.weight_decay}")
+    if self.trainable not in TRAINABLE:
+      raise ValueError(f"`trainable` must be one of {TRAINABLE}, not "
+                       f"{self.trainable!r}")
+    if self.head_learning_rate is not None and self.head_learning_rate < 0:
+      raise ValueError(f"`head_learning_rate` must be >= 0, not "
+                       f"{self.head_learning_rate}")
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -239,7 +256,7 @@ def paper_config(model: zoo.ModelConfig, *, dataset: str, model_dir: str,
 # go, how many steps in all, precision) may change and is logged.
 DECISIVE_SETTINGS = ("data.dataset", "data.holdout", "data.on_bad_file",
                      "input", "schedule", "momentum", "weight_decay",
-                     "model")
+                     "model", "trainable", "head_learning_rate")
 
 
 def config_changes(stored: dict[str, Any], new: TrainConfig

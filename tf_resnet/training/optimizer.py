@@ -54,6 +54,7 @@ class SGDMomentum(tf.Module):
                momentum: float = 0.9,
                weight_decay: float = 1e-4,
                decay_variables: Optional[Sequence[tf.Variable]] = None,
+               learning_rate_multipliers: Optional[Sequence[float]] = None,
                name: Optional[str] = None):
     """Constructs the optimizer and its slots.
 
@@ -66,13 +67,17 @@ class SGDMomentum(tf.Module):
       decay_variables: the subset of `variables` that is decayed (the training
         code passes the convolution and fully-connected kernels), compared by
         identity; None decays all of `variables`.
+      learning_rate_multipliers: one factor per variable on the learning
+        rate it is updated with (Caffe's `lr_mult`; fine-tuning gives a new
+        classifier a larger rate); None: 1 for all.
       name: module name.
 
     Raises:
       ValueError: for empty or repeated `variables`, a non-floating variable,
         a variable not created under the current strategy's scope, a
-        `decay_variables` entry not in `variables`, or `momentum` or
-        `weight_decay` out of range.
+        `decay_variables` entry not in `variables`, a multiplier per
+        variable missing or negative, or `momentum` or `weight_decay` out of
+        range.
     """
     super().__init__(name=name)
     variables = list(variables)
@@ -102,6 +107,12 @@ class SGDMomentum(tf.Module):
           raise ValueError(
               f"`decay_variables` must be a subset of `variables`, but "
               f"{variable.name} is not one of them")
+    multipliers = (tuple(float(m) for m in learning_rate_multipliers)
+                   if learning_rate_multipliers is not None
+                   else (1.0,) * len(variables))
+    if len(multipliers) != len(variables) or min(multipliers) < 0:
+      raise ValueError(f"`learning_rate_multipliers` must be {len(variables)} "
+                       f"non-negative numbers, not {list(multipliers)}")
     strategy = tf.distribute.get_strategy()
     for variable in variables:
       if not strategy.extended.variable_created_in_scope(variable):
@@ -116,6 +127,7 @@ class SGDMomentum(tf.Module):
     # `variables` should list them.
     self._variable_refs = tuple(v.ref() for v in variables)
     self._decays = tuple(v.ref() in decayed for v in variables)
+    self._multipliers = multipliers
     self._strategy = strategy
     self.momentum = momentum
     self.weight_decay = weight_decay
@@ -196,14 +208,16 @@ class SGDMomentum(tf.Module):
                          learning_rate: LearningRate,
                          should_apply: Optional[tf.Tensor] = None) -> None:
     """Updates every copy of every variable, in cross-replica context."""
-    for ref, velocity, gradient, decay in zip(
-        self._variable_refs, self.velocities, gradients, self._decays):
+    for ref, velocity, gradient, decay, multiplier in zip(
+        self._variable_refs, self.velocities, gradients, self._decays,
+        self._multipliers):
       # `update` runs `_update` once per copy of the variable, on its device,
       # with that replica's gradient; `velocity` is passed whole and resolves
       # to its copy on the same replica.
+      rate = learning_rate if multiplier == 1.0 else learning_rate * multiplier
       strategy.extended.update(
           ref.deref(), self._update,
-          args=(velocity, gradient, learning_rate,
+          args=(velocity, gradient, rate,
                 self.weight_decay if decay else 0.0, should_apply),
           group=False)
     if should_apply is None:

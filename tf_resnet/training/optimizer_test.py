@@ -72,6 +72,20 @@ class HandComputedTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(a, [0.7775, -1.855])
     self.assertAllClose(b, expected_b)
 
+  def test_learning_rate_multipliers_scale_each_variables_rate(self):
+    # Caffe's lr_mult. momentum 0.5, decay 0.5 on both, lr 0.1, a x1, b x10:
+    #   a: g = 1 + 0.5 * 2 = 2; v = 0.1 * 2 = 0.2;    a = 2 - 0.2 = 1.8
+    #   b: g = 1 + 0.5 * 2 = 2; v = 1.0 * 2 = 2.0;    b = 2 - 2.0 = 0.0
+    #   step 2, a: g = 1 + 0.9 = 1.9; v = 0.5 * 0.2 + 0.1 * 1.9 = 0.29
+    #   step 2, b: g = 1 + 0.0 = 1.0; v = 0.5 * 2.0 + 1.0 * 1.0 = 2.0
+    a = tf.Variable([2.0], name="a")
+    b = tf.Variable([2.0], name="b")
+    opt = optimizer.SGDMomentum([a, b], momentum=0.5, weight_decay=0.5,
+                                learning_rate_multipliers=[1.0, 10.0])
+    _apply_steps(opt, [[[1.0], [1.0]]] * 2, [0.1, 0.1])
+    self.assertAllClose(a, [1.8 - 0.29])
+    self.assertAllClose(b, [0.0 - 2.0])
+
   def test_zero_momentum_is_plain_sgd(self):
     w = tf.Variable([1.0, 1.0])
     opt = optimizer.SGDMomentum([w], momentum=0.0, weight_decay=0.0)
@@ -313,6 +327,17 @@ class BadArgumentsTest(tf.test.TestCase):
     with self.assertRaisesRegex(
         ValueError, "`variables` must be floating point, but step:0 is int64"):
       optimizer.SGDMomentum([tf.Variable(0, dtype=tf.int64, name="step")])
+
+  def test_learning_rate_multipliers_one_per_variable(self):
+    with self.assertRaisesRegex(
+        ValueError, r"`learning_rate_multipliers` must be 2 non-negative "
+        r"numbers, not \[1.0\]"):
+      optimizer.SGDMomentum([self.w, self.b], learning_rate_multipliers=[1])
+    with self.assertRaisesRegex(
+        ValueError, r"`learning_rate_multipliers` must be 2 non-negative "
+        r"numbers, not \[1.0, -1.0\]"):
+      optimizer.SGDMomentum([self.w, self.b],
+                            learning_rate_multipliers=[1, -1])
 
   def test_decay_variables_must_be_a_subset(self):
     # Same name and value, another variable: identity decides.

@@ -9,6 +9,8 @@ and library users call too (flax's `train_and_evaluate` in spirit):
 * rerunning the same command resumes from the newest checkpoint that reads
   (damaged ones are moved aside with a warning), also after `kill -9`, and
   stops at `train_steps`;
+* `config.init_from` starts a new run from another run's weights (fine-
+  tuning, `initialization.py`), keeping its mean image;
 * the chief alone writes checkpoints, summaries, logs and exports; what runs
   after evaluations and at the end (the best checkpoint, exports) are actions
   the caller passes in (`make_actions`).
@@ -30,6 +32,7 @@ from tf_resnet.training import checkpoints
 from tf_resnet.training import config as config_lib
 from tf_resnet.training import controller as controller_lib
 from tf_resnet.training import errors
+from tf_resnet.training import initialization
 from tf_resnet.training import progress as progress_lib
 from tf_resnet.training import run_dir
 from tf_resnet.training import strategy as strategy_lib
@@ -170,6 +173,18 @@ def train(config: config_lib.TrainConfig, *,
   stats_path = os.path.join(config.model_dir, run_dir.STATS_FILE)
   if tf.io.gfile.exists(stats_path):
     statistics = stats_lib.Statistics.load(stats_path)
+  elif config.init_from:
+    # Fine-tuning keeps the preprocessing the source's weights were
+    # trained with.
+    try:
+      statistics = initialization.source_for(config.init_from,
+                                             config.model)[0].statistics
+    except initialization.InitError as e:
+      raise TrainingError(str(e)) from None
+    progress.message(f"Using the mean image and RGB components of "
+                     f"{config.init_from} (kept in {stats_path})")
+    if chief:
+      statistics.save(stats_path)
   else:
     progress.message(
         f"Computing the per-pixel mean and RGB components from up to "
@@ -207,6 +222,15 @@ def train(config: config_lib.TrainConfig, *,
     raise TrainingError(str(e)) from None
   if damaged:
     progress.message(checkpoints.log_damaged(damaged, restored))
+  if restored is None and config.init_from:
+    try:
+      with strategy.scope():
+        report = initialization.initialize(
+            trainer.model, config.model, source.class_names,
+            config.init_from)
+    except initialization.InitError as e:
+      raise TrainingError(str(e)) from None
+    progress.message(report.summary())
   trainer.restore(restored)
   if restored:
     progress.message(f"Resumed from {restored} at step {trainer.step}")

@@ -112,14 +112,29 @@ class Trainer:
     tf.random.set_seed(config.input.seed)
     with strategy.scope():
       self.model = zoo.build_model(config.model)
-      variables = self.model.trainable_variables
+      head = self.model.head
+      if config.trainable == "head":
+        variables = head.trainable_variables
+        forward = self._head_only
+      else:
+        variables = self.model.trainable_variables
+        forward = self.model
+      head_refs = {v.ref() for v in head.trainable_variables}
+      head_rate = config.head_learning_rate
+      multipliers = [
+          head_rate / config.schedule.learning_rate
+          if head_rate is not None and v.ref() in head_refs else 1.0
+          for v in variables]
+      trained = {v.ref() for v in variables}
+      self._decayed = [v for v in task_lib.decayed_variables(self.model)
+                       if v.ref() in trained]
       self.optimizer = optimizer_lib.SGDMomentum(
           variables, momentum=config.momentum,
-          weight_decay=config.weight_decay,
-          decay_variables=task_lib.decayed_variables(self.model), name="sgd")
+          weight_decay=config.weight_decay, decay_variables=self._decayed,
+          learning_rate_multipliers=multipliers, name="sgd")
       self.schedule, self.plateau, self.warmup = build_schedule(
           config.schedule)
-      self.task = task_lib.Task(self.model, self.optimizer, self.schedule,
+      self.task = task_lib.Task(forward, self.optimizer, self.schedule,
                                 variables=variables, global_batch_size=batch,
                                 precision=config.precision)
     # The best validation error so far, kept with the checkpoint so that a
@@ -134,9 +149,15 @@ class Trainer:
     self._iterator = None
     self._train_steps = self._build_train_steps()
     self._penalty = tf.function(lambda: task_lib.weight_decay_penalty(
-        task_lib.decayed_variables(self.model), config.weight_decay))
+        self._decayed, config.weight_decay))
     self._evaluator = evaluation.Evaluator(self.model, "center",
                                            self.task.compute_dtype)
+
+  def _head_only(self, images: tf.Tensor, *, is_training: bool) -> tf.Tensor:
+    """Logits with the backbone frozen: its batch norm in inference mode."""
+    del is_training  # The head has no batch norm; the backbone is frozen.
+    features = self.model.features(images, is_training=False)
+    return self.model.head(tf.stop_gradient(features))
 
   @property
   def step(self) -> int:
