@@ -153,6 +153,14 @@ class ImageNetViewsTest(tf.test.TestCase):
                       (2, 480, 640, 3), (2, 640, 853, 3)])
     self.assertAllEqual(views[0][1], views[0][0][:, ::-1])
 
+  def test_mean_colour_of_a_flat_mean_is_exact(self):
+    # Caffe's per-channel mean (a converted model's): a float32 sum over
+    # 224 x 224 positions would drift by ~1e-3.
+    flat = np.broadcast_to(np.float32([123.68, 116.779, 103.939]),
+                           [224, 224, 3])
+    self.assertAllEqual(transforms.mean_colour(flat),
+                        np.float32([123.68, 116.779, 103.939]))
+
   def test_whole_image_views_subtract_the_mean_colour(self):
     # A constant image stays constant when resized; the view subtracts the
     # mean image's average colour at every position, mirrored or not.
