@@ -7,6 +7,7 @@ each replica's slice on its device, instead of the input pipeline) and the
 learning rate is a constant 0.1.
 """
 
+import dataclasses
 import time
 
 import numpy as np
@@ -41,14 +42,14 @@ class InMemoryTrainer:
         config, dataset="synthetic", model_dir="/nonexistent",
         batch_size=batch, kind="steps", boundaries=(),
         learning_rate=LEARNING_RATE, momentum=MOMENTUM,
-        weight_decay=WEIGHT_DECAY, warmup_learning_rate=None,
-        precision=precision)
+        weight_decay=WEIGHT_DECAY, precision=precision)
+    # A constant rate, also for nets the paper warms up (ResNet-110).
+    train_config = dataclasses.replace(
+        train_config, schedule=dataclasses.replace(
+            train_config.schedule, warmup_learning_rate=None))
     images, labels = synthetic_batch(batch, config.input_size,
                                       config.num_classes)
-    replicas = strategy.num_replicas_in_sync
-    if batch % replicas:
-      raise ValueError(f"--batch_size={batch} must be divisible by the number "
-                       f"of replicas ({replicas})")
+    replicas = strategy.num_replicas_in_sync  # The Trainer checks batch.
 
     def dataset_fn(ctx):
       # Each replica's slice of the one batch, again and again: a pipeline

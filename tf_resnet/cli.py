@@ -41,8 +41,14 @@ class DataFlags:
     return family_hint(self.dataset.value, self.family.value,
                        model.model.value, model.depth.value)
 
-  def parse(self, model: "ModelFlags") -> sources.Source:
+  def parse(self, model: "ModelFlags",
+            default_family: Optional[str] = None) -> sources.Source:
     """The data set the flags name.
+
+    Args:
+      model: the model flags (synthetic data takes its family from them).
+      default_family: the family when neither --family nor the data set
+        fixes one (e.g. the network being fine-tuned); None: from the data.
 
     Raises:
       sources.DataError: for missing or unusable data.
@@ -52,8 +58,8 @@ class DataFlags:
     if holdout is None:
       holdout = families.paper_holdout(self.dataset.value)
     return sources.parse(self.dataset.value, data_dir=self.data_dir.value,
-                         family=self.family_hint(model), holdout=holdout,
-                         on_bad_file=self.on_bad_file.value)
+                         family=self.family_hint(model) or default_family,
+                         holdout=holdout, on_bad_file=self.on_bad_file.value)
 
 
 def define_data_flags() -> DataFlags:

@@ -27,6 +27,7 @@ Rerunning the same command resumes from the newest checkpoint in
 import os
 import sys
 import tempfile
+from typing import Optional
 
 from tf_resnet import startup
 
@@ -40,8 +41,10 @@ from tf_resnet import cli
 from tf_resnet import families
 from tf_resnet.data import sources
 from tf_resnet.exporting import actions as export_actions
+from tf_resnet.model import zoo
 from tf_resnet.training import config as config_lib
 from tf_resnet.training import initialization
+from tf_resnet.training import run_dir
 from tf_resnet.training import strategy as strategy_lib
 from tf_resnet.training import task as task_lib
 from tf_resnet.training import train_lib
@@ -188,9 +191,35 @@ cli.validate_network(
     ["dataset", "family"])
 
 
+def _stored_model() -> Optional[zoo.ModelConfig]:
+  """The network of the run already in --model_dir, if any.
+
+  A rerun of a fine-tuning run is an ordinary run: its network is the one it
+  started with, whatever became of the --init_from source since.
+  """
+  path = os.path.join(_MODEL_DIR.value or "", run_dir.CONFIG_FILE)
+  if not (_MODEL_DIR.value and os.path.exists(path)):
+    return None
+  with open(path) as f:
+    return config_lib.model_config_from_json(f.read())
+
+
+def _fine_tuned_family() -> Optional[str]:
+  """The family of the network being fine-tuned: its images' size."""
+  if not _INIT_FROM.value:
+    return None
+  stored = _stored_model()
+  if stored:
+    return stored.family
+  return initialization.resolve(_INIT_FROM.value)[0].model.family
+
+
 def build_config(source: sources.Source) -> config_lib.TrainConfig:
   """The run the flags describe: the paper's for the data's family, and what was set."""
-  if _INIT_FROM.value:
+  stored = _stored_model()
+  if _INIT_FROM.value and stored:
+    model = stored
+  elif _INIT_FROM.value:
     model = initialization.model_config(
         _INIT_FROM.value, family=source.family,
         num_classes=source.num_classes,
@@ -241,7 +270,7 @@ def main(argv):
     # Before any TensorFlow op runs (reading the data runs some).
     strategy_lib.split_cpu(_NUM_CPU_DEVICES.value)
   try:
-    source = _DATA.parse(_MODEL)
+    source = _DATA.parse(_MODEL, default_family=_fine_tuned_family())
     config = build_config(source)
     print(f"Training {config.model.display_name} on {source.describe()}\n"
           f"model_dir: {config.model_dir}", flush=True)

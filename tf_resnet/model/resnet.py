@@ -85,7 +85,8 @@ class ResNet(tf.Module):
     """
     super().__init__(name=name)
     if block not in blocks.BLOCKS:
-      raise ValueError(f"`block` must be one of {sorted(blocks.BLOCKS)}, not {block!r}")
+      raise ValueError(f"`block` must be one of {sorted(blocks.BLOCKS)}, "
+                       f"not {block!r}")
     if stem not in ("imagenet", "cifar"):
       raise ValueError(f"`stem` must be 'imagenet' or 'cifar', not {stem!r}")
     if shortcut is not None and shortcut not in SHORTCUTS:
@@ -122,6 +123,11 @@ class ResNet(tf.Module):
                                  name=f"stage_{i + 1}"))
         channels = self.stages[-1].out_channels
       self.head = blocks.Head(channels, num_classes, name="head")
+
+  @property
+  def classifier(self) -> tf.Module:
+    """The last layer, whose outputs are the classes (fine-tuning replaces it)."""
+    return self.head.fc
 
   @property
   def depth(self) -> int:

@@ -129,6 +129,11 @@ class VGG(tf.Module):
     """Weight layers: convolutions and the three fully-connected layers."""
     return sum(len(s.convs) for s in self.stages) + 3
 
+  @property
+  def classifier(self) -> tf.Module:
+    """The last layer, whose outputs are the classes (fine-tuning replaces it)."""
+    return self.head.fc8
+
   @tf.Module.with_name_scope
   def features(self, images: tf.Tensor, *, is_training: bool) -> tf.Tensor:
     """The last stage's feature map (7x7 for a 224x224 image)."""

@@ -64,6 +64,12 @@ class ScheduleConfig:
     if self.learning_rate <= 0:
       raise ValueError(f"`learning_rate` must be positive, not "
                        f"{self.learning_rate}")
+    if self.kind == "plateau" and not (
+        0 <= self.min_learning_rate <= self.learning_rate):
+      raise ValueError(
+          f"the plateau schedule's floor (--min_learning_rate="
+          f"{self.min_learning_rate}) must be in [0, --learning_rate="
+          f"{self.learning_rate}]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,8 +129,9 @@ class TrainConfig:
     init_from: start from this run's (or checkpoint's) weights where names
       and shapes match (fine-tuning); only when the run has no checkpoint of
       its own yet.
-    trainable: `all`, or `head`: train the classifier alone, with the rest
-      frozen and its batch normalization in inference mode.
+    trainable: `all`, or `head`: train the classifier (the last layer)
+      alone, with the rest frozen and its batch normalization in inference
+      mode.
     head_learning_rate: the classifier's starting rate (the schedule scales
       it like the others, Caffe's `lr_mult`); None: `learning_rate`.
   """
@@ -257,6 +264,25 @@ def paper_config(model: zoo.ModelConfig, *, dataset: str, model_dir: str,
 DECISIVE_SETTINGS = ("data.dataset", "data.holdout", "data.on_bad_file",
                      "input", "schedule", "momentum", "weight_decay",
                      "model", "trainable", "head_learning_rate")
+# Parts of those that only shape evaluations after training.
+_NOT_DECISIVE = ("input.test_scales", "input.test_flip")
+
+
+def _decisive(name: str, stored: dict[str, Any]) -> bool:
+  """Whether changing setting `name` of the `stored` run changes its course."""
+  if name in _NOT_DECISIVE:
+    return False
+  schedule = stored.get("schedule", {})
+  # The plateau counts its patience in evaluations of the validation split:
+  # their spacing and sample are part of the schedule. The warm-up checks
+  # the training error once per `steps_per_loop` interval.
+  if schedule.get("kind") == "plateau" and name in ("eval_every_steps",
+                                                     "eval_examples"):
+    return True
+  if (schedule.get("warmup_learning_rate") is not None
+      and name == "steps_per_loop"):
+    return True
+  return any(name == s or name.startswith(s + ".") for s in DECISIVE_SETTINGS)
 
 
 def config_changes(stored: dict[str, Any], new: TrainConfig
@@ -272,7 +298,8 @@ def config_changes(stored: dict[str, Any], new: TrainConfig
 
   Returns:
     (dotted name, stored value, new value, decisive) per changed setting;
-    decisive changes alter the data or the schedule (DECISIVE_SETTINGS).
+    decisive changes alter the data or the schedule (DECISIVE_SETTINGS,
+    and the evaluation cadence of a plateau schedule).
   """
   changes = []
 
@@ -282,17 +309,11 @@ def config_changes(stored: dict[str, Any], new: TrainConfig
       a, b = old[key], current[key]
       if isinstance(a, dict) and isinstance(b, dict):
         walk(a, b, f"{name}.")
-      elif _normalized(a) != _normalized(b):
-        decisive = any(name == s or name.startswith(s + ".")
-                       for s in DECISIVE_SETTINGS)
-        changes.append((name, a, b, decisive))
+      elif a != b:
+        changes.append((name, a, b, _decisive(name, stored)))
 
   walk(stored, json.loads(new.to_json()), "")
   return changes
-
-
-def _normalized(value: Any) -> Any:
-  return list(value) if isinstance(value, tuple) else value
 
 
 def model_config_from_json(text: str) -> zoo.ModelConfig:

@@ -20,6 +20,7 @@ from tf_resnet.training import errors
 from tf_resnet.training import evaluation
 from tf_resnet.training import progress as progress_lib
 from tf_resnet.training import run_dir
+from tf_resnet.training import strategy as strategy_lib
 from tf_resnet.training import trainer as trainer_lib
 from tf_resnet.training import writers
 
@@ -192,18 +193,24 @@ class Controller:
         if (c.eval_every_steps and step % c.eval_every_steps == 0
             and step < c.train_steps):
           result.last_eval = self.evaluate(step)
+        if step >= c.train_steps:
+          break  # The end saves, evaluates and exports, signal or not.
         due_save = ((c.checkpoint_every_steps
                      and step % c.checkpoint_every_steps == 0)
                     or time.time() - last_save >= c.checkpoint_every_secs
                     or signals.caught is not None)
-        if due_save and step < c.train_steps:
+        # Every worker takes part in a save; their clocks and signals are
+        # their own, so they agree first.
+        stopping = strategy_lib.agree(self.trainer.strategy,
+                                      signals.caught is not None)
+        if strategy_lib.agree(self.trainer.strategy, bool(due_save)):
           result.checkpoint = self.checkpointer.save(step)
           last_save = time.time()
-        if signals.caught is not None:
-          result.interrupted_by = signals.caught
+        if stopping:
+          result.interrupted_by = signals.caught or signal.SIGTERM
           self.progress.message(
-              f"Stopped by signal {signals.caught} at step {step}; saved "
-              f"{result.checkpoint}. Run the same command to resume.")
+              f"Stopped by signal {result.interrupted_by} at step {step}; "
+              f"saved {result.checkpoint}. Run the same command to resume.")
           result.step = step
           self.writer.flush()
           return result

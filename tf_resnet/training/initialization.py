@@ -6,14 +6,16 @@ config.json and restored; then every variable of the new network whose name
 (below the network's root scope, so that `resnet20/stage_1/...` matches
 `resnet20/stage_1/...` whatever the run called it) and shape match is given
 the source's value. The rest keep their fresh initialisation. The
-classifier is taken only when the new data set has the source's classes in
-the source's order; otherwise it is new, for the data set's classes.
+classifier (the last layer) is taken only when the new data set has the
+source's classes in the source's order; otherwise it is new, for the data
+set's classes (VGG's fc6 and fc7 are kept either way).
 
 This happens once, when a run starts without a checkpoint of its own: a
 rerun resumes from its own checkpoints, never from `--init_from`.
 """
 
 import dataclasses
+import functools
 import os
 from typing import Optional, Sequence
 
@@ -56,8 +58,12 @@ class InitReport:
     return "\n".join(lines)
 
 
+@functools.lru_cache(maxsize=8)
 def resolve(init_from: str) -> tuple[run_dir.Run, str]:
   """The source run and checkpoint `init_from` names.
+
+  Checked once per process (the checkpoint is read in full to check it):
+  the binary and the library ask several times.
 
   Args:
     init_from: a run directory (its newest checkpoint, checked to read) or a
@@ -67,13 +73,20 @@ def resolve(init_from: str) -> tuple[run_dir.Run, str]:
     InitError: for something that is not a run, or a damaged checkpoint.
   """
   path = os.path.expanduser(init_from)
-  try:
-    if tf.io.gfile.isdir(path):
-      return run_dir.load(path), run_dir.latest_checkpoint(path)
+  directory = path
+  if not tf.io.gfile.isdir(path):
     directory = os.path.dirname(path)
     if os.path.basename(directory) == run_dir.BEST_DIR:
       directory = os.path.dirname(directory)
+  if not tf.io.gfile.exists(os.path.join(directory, run_dir.CONFIG_FILE)):
+    raise InitError(
+        f"--init_from={init_from} is neither a run directory (of "
+        "tf_resnet.train or tf_resnet.convert) nor a checkpoint in one: "
+        f"{os.path.join(directory, run_dir.CONFIG_FILE)} does not exist")
+  try:
     run = run_dir.load(directory)
+    if directory == path:
+      return run, run_dir.latest_checkpoint(path, flag="--init_from")
   except run_dir.RunDirError as e:
     raise InitError(f"--init_from={init_from}: {e}") from None
   problem = run_dir.checkpoint_problem(path)
@@ -169,7 +182,7 @@ def initialize(model: zoo.Network, config: zoo.ModelConfig,
     tf.train.Checkpoint(model=source_model).read(
         checkpoint).expect_partial()
     values = {_key(v): v for v in source_model.variables}
-    head = {_key(v) for v in getattr(model, "head").variables}
+    classifier = {_key(v) for v in model.classifier.variables}
     restored, new, used = [], [], set()
     for variable in model.variables:
       key = _key(variable)
@@ -179,7 +192,7 @@ def initialize(model: zoo.Network, config: zoo.ModelConfig,
       elif origin.shape != variable.shape:
         new.append((key, f"shape {variable.shape.as_list()}, the source's "
                          f"{origin.shape.as_list()}"))
-      elif key in head and not same_classes:
+      elif key in classifier and not same_classes:
         new.append((key, f"the data set's {len(class_names)} classes are not "
                          "the source's"))
       else:

@@ -95,6 +95,22 @@ class InitializationTest(tf.test.TestCase):
     self.assertIn(f"Resumed from {model_dir}/ckpt-2 at step 2", out.getvalue())
     self.assertNotIn("Initialized from", out.getvalue())
 
+  def test_head_learning_rate_applies_to_the_classifier_alone(self):
+    # A zero rate for the classifier: it keeps the source's values, the
+    # rest (all trainable) moves.
+    model_dir = os.path.join(self.get_temp_dir(), "frozen_head")
+    result = train_lib.train(
+        _config(model_dir, 2, init_from=self.source_dir,
+                head_learning_rate=0.0),
+        progress_stream=io.StringIO())
+    trained = _values(result.model)
+    for name in ("head/fc/kernel", "head/fc/bias"):
+      self.assertAllEqual(trained[name], self.source_values[name])
+    moved = [name for name in trained if not name.startswith("head/")
+             and not np.array_equal(trained[name], self.source_values[name])]
+    self.assertContainsSubset(["stem/conv/kernel", "stem/bn/moving_mean"],
+                              moved)
+
   def test_the_head_is_taken_only_for_the_same_classes(self):
     for labels, head_restored in ((None, True), ([f"c{i}" for i in range(10)],
                                                   False)):
@@ -130,8 +146,9 @@ class InitializationTest(tf.test.TestCase):
   def test_clear_errors(self):
     imagenet = zoo.ModelConfig(family="imagenet", depth=18, num_classes=5)
     with self.assertRaisesRegex(
-        initialization.InitError, "is a cifar-family run \\(ResNet-8 \\(A\\)\\); "
-        "this network is imagenet-family"):
+        initialization.InitError,
+        "is a cifar-family run \\(ResNet-8 \\(A\\)\\); this network is "
+        "imagenet-family"):
       initialization.initialize(zoo.build_model(imagenet), imagenet,
                                 [str(i) for i in range(5)], self.source_dir)
     with self.assertRaisesRegex(

@@ -99,12 +99,22 @@ def checkpoints(directory: str) -> list[str]:
   # The state file may hold paths relative to the directory.
   paths = [p if os.path.isabs(p) else os.path.join(directory, p)
            for p in paths]
-  return sorted(paths, key=_number, reverse=True)
+  return sorted(paths, key=checkpoint_number, reverse=True)
 
 
-def _number(path: str) -> int:
+def checkpoint_number(path: str) -> int:
+  """N of a CheckpointManager's `.../ckpt-N` (-1 for another name)."""
   match = re.search(r"-(\d+)$", path)
   return int(match.group(1)) if match else -1
+
+
+# What TensorFlow's checkpoint reader raises for a damaged or missing file:
+# a truncated data file (IndexError: "Read less bytes than requested"), a
+# corrupted index or data file, a file that is gone. Anything else (no
+# permission, storage unavailable, out of memory) is not the file's fault
+# and is raised, not taken for damage.
+_DAMAGE = (IndexError, tf.errors.DataLossError, tf.errors.OutOfRangeError,
+           tf.errors.NotFoundError, tf.errors.InvalidArgumentError)
 
 
 def checkpoint_problem(path: str) -> Optional[str]:
@@ -112,14 +122,16 @@ def checkpoint_problem(path: str) -> Optional[str]:
 
   Reads every saved tensor once: a truncated or corrupted data file fails
   here, before anything is restored from it.
+
+  Raises:
+    tf.errors.OpError: for a failure that is not the file's (permissions,
+      storage), which must not make a good checkpoint look damaged.
   """
   try:
     reader = tf.train.load_checkpoint(path)
     for key in reader.get_variable_to_shape_map():
       reader.get_tensor(key)
-  except Exception as e:  # pylint: disable=broad-except
-    # TensorFlow's reader raises anything from IndexError to DataLossError
-    # for a damaged file; every one of them means "unreadable".
+  except _DAMAGE as e:
     message = getattr(e, "message", None) or str(e) or type(e).__name__
     return f"{type(e).__name__}: {message.splitlines()[0][:200]}"
   return None
@@ -162,25 +174,30 @@ def _forget(directory: str, newest: Optional[str],
   for path in damaged:
     for name in tf.io.gfile.glob(path + ".*"):
       tf.io.gfile.rename(name, os.path.join(aside, os.path.basename(name)))
-  kept = [p for p in checkpoints(directory) if p not in damaged]
-  state = os.path.join(directory, "checkpoint")
   if newest is None:
-    tf.io.gfile.remove(state)
-  else:
-    # The CheckpointState text proto that CheckpointManager reads, oldest
-    # first (TensorFlow's own writer for it is deprecated).
-    write_atomically(state, "".join(
-        [f"model_checkpoint_path: {json.dumps(newest)}\n"]
-        + [f"all_model_checkpoint_paths: {json.dumps(p)}\n"
-           for p in reversed(kept)]))
+    # Nothing reads: the state file stays, so that a rerun refuses again
+    # instead of starting afresh over the run.
+    return
+  kept = [p for p in checkpoints(directory) if p not in damaged]
+  # The CheckpointState text proto that CheckpointManager reads, oldest
+  # first, with paths relative to the directory as TensorFlow writes them
+  # (TensorFlow's own writer for it is deprecated).
+  write_atomically(os.path.join(directory, "checkpoint"), "".join(
+      [f"model_checkpoint_path: {json.dumps(os.path.basename(newest))}\n"]
+      + [f"all_model_checkpoint_paths: {json.dumps(os.path.basename(p))}\n"
+         for p in reversed(kept)]))
 
 
-def latest_checkpoint(directory: str) -> str:
+def latest_checkpoint(directory: str, flag: str = "--checkpoint") -> str:
   """The newest checkpoint in `directory`, checked to read.
+
+  Args:
+    directory: where a CheckpointManager saved.
+    flag: the flag through which the user can name another checkpoint.
 
   Raises:
     RunDirError: without a checkpoint, or naming the newest one's damage
-      (and the older ones that do read, to pass as --checkpoint).
+      (and the older ones that do read, to pass as `flag`).
   """
   paths = checkpoints(directory)
   if not paths:
@@ -190,8 +207,8 @@ def latest_checkpoint(directory: str) -> str:
     readable = [p for p in paths[1:] if checkpoint_problem(p) is None]
     raise RunDirError(
         f"the newest checkpoint {paths[0]} is damaged ({problem}); "
-        + (f"pass --checkpoint={readable[0]} to use the newest one that "
-           "reads" if readable else "no older checkpoint reads either"))
+        + (f"pass {flag}={readable[0]} to use the newest one that reads"
+           if readable else "no older checkpoint reads either"))
   return paths[0]
 
 
@@ -215,10 +232,11 @@ def restore(run: Run, checkpoint: Optional[str] = None, best: bool = False
   step = tf.Variable(0, dtype=tf.int64)
   directory = (os.path.join(run.model_dir, BEST_DIR) if best
                else run.model_dir)
+  if checkpoint:
+    problem = checkpoint_problem(checkpoint)
+    if problem:
+      raise RunDirError(f"checkpoint {checkpoint} cannot be read: {problem}")
   path = checkpoint or latest_checkpoint(directory)
-  problem = checkpoint_problem(path)
-  if problem:
-    raise RunDirError(f"checkpoint {path} cannot be read: {problem}")
   try:
     tf.train.Checkpoint(model=model, step=step).read(
         path).expect_partial().assert_existing_objects_matched()

@@ -85,3 +85,32 @@ def make_strategy(name: str = "default",
   if name == "mirrored" or (devices and len(devices) > 1):
     return mirrored(tuple(devices or ["/cpu:0"]))
   return tf.distribute.get_strategy()
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+  """How many worker processes take part (1 unless multi-worker)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.task_type:
+    return 1
+  spec = resolver.cluster_spec().as_dict()
+  return sum(len(spec.get(job, ())) for job in ("chief", "worker"))
+
+
+def agree(strategy: tf.distribute.Strategy, value: int,
+          op: str = "max") -> int:
+  """`value` reduced over the workers, so that every worker decides alike.
+
+  A collective: every worker must call it at the same point. Without
+  several workers it returns `value`.
+
+  Args:
+    strategy: the run's strategy.
+    value: this worker's value (an integer; a bool as 0 or 1).
+    op: `max` or `min`.
+  """
+  if num_workers(strategy) < 2:
+    return int(value)
+  reduce_op = {"max": tf.distribute.ReduceOp.MAX,
+               "min": tf.distribute.ReduceOp.MIN}[op]
+  per_replica = strategy.run(lambda: tf.constant(int(value), tf.int64))
+  return int(strategy.reduce(reduce_op, per_replica, axis=None))

@@ -93,13 +93,19 @@ def _check_resume(config: config_lib.TrainConfig, allow_config_change: bool,
   with tf.io.gfile.GFile(path) as f:
     text = f.read()
   previous = config_lib.model_config_from_json(text)
-  if previous != config.model:
+  changes = config_lib.config_changes(json.loads(text), config)
+  # Another network cannot load the run's checkpoints at all; only how its
+  # batch norm gathers statistics may change (a decisive change below).
+  other = [f"{name[len('model.'):]}: {old!r} -> {new!r}"
+           for name, old, new, _ in changes
+           if name.startswith("model.") and name != "model.sync_batch_norm"]
+  if other:
     raise TrainingError(
         f"{config.model_dir} holds a run of {previous.display_name} "
         f"({previous.family}, {previous.num_classes} classes); this command "
         f"builds {config.model.display_name} ({config.model.family}, "
-        f"{config.model.num_classes} classes). Use another --model_dir.")
-  changes = config_lib.config_changes(json.loads(text), config)
+        f"{config.model.num_classes} classes): {'; '.join(other)}. Use "
+        "another --model_dir.")
   decisive = [c for c in changes if c[3]]
   if decisive and not allow_config_change:
     listed = "; ".join(f"{name}: {old!r} -> {new!r}"
@@ -220,6 +226,14 @@ def train(config: config_lib.TrainConfig, *,
     restored, damaged = checkpointer.newest_readable()
   except checkpoints.CheckpointError as e:
     raise TrainingError(str(e)) from None
+  # Every worker must resume from the same checkpoint.
+  number = run_dir.checkpoint_number(restored) if restored else -1
+  if (strategy_lib.agree(strategy, number, "min")
+      != strategy_lib.agree(strategy, number, "max")):
+    raise TrainingError(
+        f"the workers found different newest readable checkpoints in "
+        f"{config.model_dir} (this one: {restored}); run the same command "
+        "again once the files are settled")
   if damaged:
     progress.message(checkpoints.log_damaged(damaged, restored))
   if restored is None and config.init_from:
@@ -235,9 +249,9 @@ def train(config: config_lib.TrainConfig, *,
   if restored:
     progress.message(f"Resumed from {restored} at step {trainer.step}")
   experiment = Experiment(config, source, statistics, trainer, chief)
-  actions = [actions_lib.SaveBestCheckpoint(trainer.model, trainer.task.step,
-                                            config.model_dir,
-                                            is_chief=chief)]
+  actions = [actions_lib.SaveBestCheckpoint(
+      trainer.model, trainer.task.step, trainer.best_error, config.model_dir,
+      is_chief=chief)]
   actions += list(make_actions(experiment) if make_actions else ())
   controller = controller_lib.Controller(
       trainer,

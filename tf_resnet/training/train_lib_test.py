@@ -187,7 +187,8 @@ class LoopTest(tf.test.TestCase):
     with open(data, "r+b") as f:
       f.truncate(half)
     out = io.StringIO()
-    result = _train(_config(model_dir, 20, keep_checkpoints=5), out)
+    result = _train(_config(model_dir, 20, checkpoint_every_steps=5,
+                            keep_checkpoints=5), out)
     text = out.getvalue()
     self.assertIn(f"skipped damaged checkpoint(s) {newest}", text)
     self.assertIn(f"Resuming from {model_dir}/ckpt-10", text)
@@ -199,7 +200,8 @@ class LoopTest(tf.test.TestCase):
     self.assertEqual(os.path.getsize(aside), half)
     self.assertEqual(tf.train.latest_checkpoint(model_dir),
                      os.path.join(model_dir, "ckpt-20"))
-    self.assertNotIn(newest, run_dir.checkpoints(model_dir))
+    # The new ckpt-15 is whole.
+    self.assertIsNone(run_dir.checkpoint_problem(newest))
 
   def test_no_readable_checkpoint_is_a_clear_error(self):
     model_dir = os.path.join(self.get_temp_dir(), "all_damaged")
@@ -207,9 +209,11 @@ class LoopTest(tf.test.TestCase):
     for data in glob.glob(os.path.join(model_dir, "ckpt-*.data-*")):
       with open(data, "r+b") as f:
         f.truncate(10)
-    with self.assertRaisesRegex(train_lib.TrainingError,
-                                "no checkpoint in .* can be read: .*ckpt-5"):
-      _train(_config(model_dir, 10))
+    for _ in range(2):  # A rerun refuses again, never starts afresh.
+      with self.assertRaisesRegex(train_lib.TrainingError,
+                                  "no checkpoint in .* can be read: .*ckpt-5"):
+        _train(_config(model_dir, 10))
+    self.assertFalse(os.path.exists(os.path.join(model_dir, "ckpt-10.index")))
 
 
 if __name__ == "__main__":

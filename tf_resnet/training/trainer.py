@@ -112,14 +112,14 @@ class Trainer:
     tf.random.set_seed(config.input.seed)
     with strategy.scope():
       self.model = zoo.build_model(config.model)
-      head = self.model.head
+      classifier = self.model.classifier
       if config.trainable == "head":
-        variables = head.trainable_variables
+        variables = classifier.trainable_variables
         forward = self._head_only
       else:
         variables = self.model.trainable_variables
         forward = self.model
-      head_refs = {v.ref() for v in head.trainable_variables}
+      head_refs = {v.ref() for v in classifier.trainable_variables}
       head_rate = config.head_learning_rate
       multipliers = [
           head_rate / config.schedule.learning_rate
@@ -154,8 +154,8 @@ class Trainer:
                                            self.task.compute_dtype)
 
   def _head_only(self, images: tf.Tensor, *, is_training: bool) -> tf.Tensor:
-    """Logits with the backbone frozen: its batch norm in inference mode."""
-    del is_training  # The head has no batch norm; the backbone is frozen.
+    """Logits with all but the classifier frozen, batch norm in inference mode."""
+    del is_training  # The head has no batch norm; the rest is frozen.
     features = self.model.features(images, is_training=False)
     return self.model.head(tf.stop_gradient(features))
 
