@@ -201,9 +201,9 @@ class Controller:
                     or signals.caught is not None)
         # Every worker takes part in a save; their clocks and signals are
         # their own, so they agree first.
-        stopping = strategy_lib.agree(self.trainer.strategy,
-                                      signals.caught is not None)
-        if strategy_lib.agree(self.trainer.strategy, bool(due_save)):
+        stopping = strategy_lib.any_worker(self.trainer.strategy,
+                                           signals.caught is not None)
+        if strategy_lib.any_worker(self.trainer.strategy, bool(due_save)):
           result.checkpoint = self.checkpointer.save(step)
           last_save = time.time()
         if stopping:

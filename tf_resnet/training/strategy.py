@@ -96,21 +96,26 @@ def num_workers(strategy: tf.distribute.Strategy) -> int:
   return sum(len(spec.get(job, ())) for job in ("chief", "worker"))
 
 
-def agree(strategy: tf.distribute.Strategy, value: int,
-          op: str = "max") -> int:
-  """`value` reduced over the workers, so that every worker decides alike.
+def _sum_over_replicas(strategy: tf.distribute.Strategy, value: int) -> int:
+  per_replica = strategy.run(lambda: tf.constant(int(value), tf.int64))
+  return int(strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
+                             axis=None))
+
+
+def any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
+  """Whether `flag` is set on any worker, so that every worker decides alike.
 
   A collective: every worker must call it at the same point. Without
-  several workers it returns `value`.
-
-  Args:
-    strategy: the run's strategy.
-    value: this worker's value (an integer; a bool as 0 or 1).
-    op: `max` or `min`.
+  several workers it returns `flag`.
   """
   if num_workers(strategy) < 2:
-    return int(value)
-  reduce_op = {"max": tf.distribute.ReduceOp.MAX,
-               "min": tf.distribute.ReduceOp.MIN}[op]
-  per_replica = strategy.run(lambda: tf.constant(int(value), tf.int64))
-  return int(strategy.reduce(reduce_op, per_replica, axis=None))
+    return bool(flag)
+  return _sum_over_replicas(strategy, bool(flag)) > 0
+
+
+def same_on_every_worker(strategy: tf.distribute.Strategy, value: int) -> bool:
+  """Whether every worker holds the integer `value` (a collective, as above)."""
+  if num_workers(strategy) < 2:
+    return True
+  return (_sum_over_replicas(strategy, value)
+          == value * strategy.num_replicas_in_sync)

@@ -228,8 +228,7 @@ def train(config: config_lib.TrainConfig, *,
     raise TrainingError(str(e)) from None
   # Every worker must resume from the same checkpoint.
   number = run_dir.checkpoint_number(restored) if restored else -1
-  if (strategy_lib.agree(strategy, number, "min")
-      != strategy_lib.agree(strategy, number, "max")):
+  if not strategy_lib.same_on_every_worker(strategy, number):
     raise TrainingError(
         f"the workers found different newest readable checkpoints in "
         f"{config.model_dir} (this one: {restored}); run the same command "
