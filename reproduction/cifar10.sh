@@ -10,8 +10,12 @@
 # CIFAR_DIR holds train/<class>/*.jpg and test/<class>/*.jpg (`folder:` data
 # set); OUT_DIR gets one run directory per net. STEPS (default 3200) sets the
 # budget, EVAL_EVERY (default 200) the spacing of the curves' points. The nets
-# train at the same time, one CPU thread each (THREADS), in the background;
-# rerunning the script resumes every unfinished run from its last checkpoint.
+# train at the same time, one CPU thread each (THREADS), in the background, at
+# a low scheduling priority (NICE, default 10) so that building and testing on
+# the same machine keeps its cores; a checkpoint is written every CKPT_SECS
+# (default 300) seconds, and rerunning the script resumes every unfinished run
+# from its last checkpoint. PRECISION (default float32) picks --precision.
+# OUT_DIR inside the work tree is best kept under runs/, which git ignores.
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
@@ -29,6 +33,9 @@ steps=${STEPS:-3200}
 eval_every=${EVAL_EVERY:-200}
 threads=${THREADS:-1}
 python=${PYTHON:-python}
+nice_level=${NICE:-10}
+ckpt_secs=${CKPT_SECS:-300}
+precision=${PRECISION:-float32}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
 if [[ ! -d $cifar_dir/train || ! -d $cifar_dir/test ]]; then
@@ -51,9 +58,11 @@ for net in "${nets[@]}"; do
        --train_steps="$steps"
        --lr_boundaries="$((steps / 2)),$((steps * 3 / 4))"
        --eval_every_steps="$eval_every"
+       --checkpoint_every_secs="$ckpt_secs"
+       --precision="$precision"
        --model_dir="$out_dir/$net")
   echo "${cmd[*]}" | tee "$out_dir/$net.command"
   (cd "$repo" && TF_NUM_INTRAOP_THREADS=$threads TF_NUM_INTEROP_THREADS=$threads \
-     setsid nohup "${cmd[@]}" >>"$out_dir/$net.log" 2>&1 &)
+     setsid nohup nice -n "$nice_level" "${cmd[@]}" >>"$out_dir/$net.log" 2>&1 &)
 done
 echo "Started ${#nets[@]} runs; follow them with: tail -f $out_dir/*.log"
