@@ -11,8 +11,9 @@
 # set); OUT_DIR gets one run directory per net. STEPS (default 3200) sets the
 # budget, EVAL_EVERY (default 200) the spacing of the curves' points. The nets
 # train at the same time, one CPU thread each (THREADS), in the background, at
-# a low scheduling priority (NICE, default 10) so that building and testing on
-# the same machine keeps its cores; a checkpoint is written every CKPT_SECS
+# the lowest scheduling priority (NICE, default 19; also their session's
+# autogroup's, which is what Linux weighs between sessions) so that building
+# and testing on the same machine keeps its cores; a checkpoint is written every CKPT_SECS
 # (default 300) seconds, and rerunning the script resumes every unfinished run
 # from its last checkpoint. PRECISION (default float32) picks --precision.
 # OUT_DIR inside the work tree is best kept under runs/, which git ignores.
@@ -33,7 +34,7 @@ steps=${STEPS:-3200}
 eval_every=${EVAL_EVERY:-200}
 threads=${THREADS:-1}
 python=${PYTHON:-python}
-nice_level=${NICE:-10}
+nice_level=${NICE:-19}
 ckpt_secs=${CKPT_SECS:-300}
 precision=${PRECISION:-float32}
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -63,6 +64,10 @@ for net in "${nets[@]}"; do
        --model_dir="$out_dir/$net")
   echo "${cmd[*]}" | tee "$out_dir/$net.command"
   (cd "$repo" && TF_NUM_INTRAOP_THREADS=$threads TF_NUM_INTEROP_THREADS=$threads \
-     setsid nohup nice -n "$nice_level" "${cmd[@]}" >>"$out_dir/$net.log" 2>&1 &)
+     setsid nohup nice -n "$nice_level" "${cmd[@]}" >>"$out_dir/$net.log" 2>&1 &
+   echo $! >"$out_dir/$net.pid")
+  # setsid starts a new session, hence a new autogroup: without its own nice
+  # level the run would get a full share of the CPU beside the whole test suite.
+  echo "$nice_level" 2>/dev/null >"/proc/$(cat "$out_dir/$net.pid")/autogroup" || true
 done
 echo "Started ${#nets[@]} runs; follow them with: tail -f $out_dir/*.log"
