@@ -50,8 +50,9 @@ setuptools.setup(
         # tf_resnet.convert of torchvision's .pth files and their download.
         "torch": ["torch>=2.1"],
         # torch for the torchvision parity tests (the CPU build: 2.13 comes
-        # from the package index in under a minute).
-        "test": ["pytest>=8", "torch==2.13.*"],
+        # from the package index in under a minute); pytest-xdist runs the
+        # suite on two processes (`make test`).
+        "test": ["pytest>=8", "pytest-xdist>=3", "torch==2.13.*"],
     },
     entry_points={
         "console_scripts": [
