@@ -17,7 +17,7 @@ tf.Example `image/encoded`, multi-scale), `predict` (image bytes),
 
 from tf_resnet import startup
 
-startup.quiet_tensorflow_logs()
+startup.prepare_tensorflow()
 
 # pylint: disable=g-import-not-at-top,g-bad-import-order
 from absl import app

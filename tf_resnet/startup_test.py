@@ -25,6 +25,25 @@ class QuietTest(absltest.TestCase):
       self.assertFalse(startup.quiet_tensorflow_logs(["t"]))
       self.assertEqual(os.environ["TF_CPP_MIN_LOG_LEVEL"], "0")
 
+  def test_onednn_on_x86_64_unless_the_user_chose(self):
+    with mock.patch.dict(os.environ, clear=True):
+      self.assertTrue(startup.use_onednn("x86_64"))
+      self.assertEqual(os.environ["TF_ENABLE_ONEDNN_OPTS"], "1")
+    with mock.patch.dict(os.environ, clear=True):
+      self.assertFalse(startup.use_onednn("aarch64"))
+      self.assertNotIn("TF_ENABLE_ONEDNN_OPTS", os.environ)
+    with mock.patch.dict(os.environ, {"TF_ENABLE_ONEDNN_OPTS": "0"},
+                         clear=True):
+      self.assertFalse(startup.use_onednn("x86_64"))
+      self.assertEqual(os.environ["TF_ENABLE_ONEDNN_OPTS"], "0")
+
+  def test_prepare_does_both(self):
+    with mock.patch.dict(os.environ, clear=True), \
+         mock.patch("platform.machine", return_value="x86_64"):
+      startup.prepare_tensorflow(["train"])
+      self.assertEqual(os.environ["TF_CPP_MIN_LOG_LEVEL"], "3")
+      self.assertEqual(os.environ["TF_ENABLE_ONEDNN_OPTS"], "1")
+
   def test_a_binary_prints_no_tensorflow_errors_on_a_cpu_machine(self):
     env = {k: v for k, v in processes.env().items()
            if k != "TF_CPP_MIN_LOG_LEVEL"}

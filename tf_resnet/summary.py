@@ -12,7 +12,7 @@ import sys
 
 from tf_resnet import startup
 
-startup.quiet_tensorflow_logs()
+startup.prepare_tensorflow()
 
 # pylint: disable=g-import-not-at-top,g-bad-import-order
 from absl import app

@@ -33,6 +33,10 @@ import threading
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from tf_resnet import startup  # pylint: disable=g-import-not-at-top
+
+startup.use_onednn()
+
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from absl import logging
