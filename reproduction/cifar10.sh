@@ -63,11 +63,15 @@ for net in "${nets[@]}"; do
        --precision="$precision"
        --model_dir="$out_dir/$net")
   echo "${cmd[*]}" | tee "$out_dir/$net.command"
+  # setsid starts a new session, hence a new autogroup, which Linux weighs
+  # against the caller's whatever the processes' nice levels: the run sets its
+  # own autogroup's level from inside the new session, then becomes the trainer.
   (cd "$repo" && TF_NUM_INTRAOP_THREADS=$threads TF_NUM_INTEROP_THREADS=$threads \
-     setsid nohup nice -n "$nice_level" "${cmd[@]}" >>"$out_dir/$net.log" 2>&1 &
-   echo $! >"$out_dir/$net.pid")
-  # setsid starts a new session, hence a new autogroup: without its own nice
-  # level the run would get a full share of the CPU beside the whole test suite.
-  echo "$nice_level" 2>/dev/null >"/proc/$(cat "$out_dir/$net.pid")/autogroup" || true
+     setsid nohup bash -c 'echo "$$" >"$1"
+                           echo "$2" 2>/dev/null >/proc/self/autogroup
+                           level=$2; shift 2
+                           exec nice -n "$level" "$@"' \
+       launch "$out_dir/$net.pid" "$nice_level" "${cmd[@]}" \
+       >>"$out_dir/$net.log" 2>&1 &)
 done
 echo "Started ${#nets[@]} runs; follow them with: tail -f $out_dir/*.log"
