@@ -21,7 +21,6 @@ import grpc
 import tensorflow as tf
 from prometheus_client import parser as prometheus_parser
 from tensorflow_serving.apis import prediction_service_pb2_grpc
-from tensorflow_serving.config import model_server_config_pb2
 
 from tf_resnet.serving import grpc_server
 from tf_resnet.serving import http_server
@@ -78,11 +77,7 @@ class HttpServerTest(tf.test.TestCase):
     super().setUpClass()
     base = tempfile.mkdtemp()
     exports.tiny_export(base, seed=1)
-    config = model_server_config_pb2.ModelServerConfig()
-    model = config.model_config_list.config.add()
-    model.name = "m"
-    model.base_path = base
-    model.model_platform = "tensorflow"
+    config = manager.single_model_config("m", base)
     cls.options = http_server.RestOptions(
         num_threads=4, header_timeout=HEADER_TIMEOUT, body_timeout=3.0,
         max_inflated_bytes=1 << 20, prometheus_path="/metrics",

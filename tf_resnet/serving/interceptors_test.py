@@ -9,7 +9,6 @@ import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
-from tensorflow_serving.config import model_server_config_pb2
 
 from tf_resnet.serving import deadline
 from tf_resnet.serving import grpc_server
@@ -33,10 +32,7 @@ class GrpcLimitsTest(tf.test.TestCase):
         tf.make_tensor_proto([images.png(0)]))
 
   def _server(self, **kwargs):
-    config = model_server_config_pb2.ModelServerConfig()
-    model = config.model_config_list.config.add()
-    model.name, model.base_path = "m", self.base
-    model.model_platform = "tensorflow"
+    config = manager.single_model_config("m", self.base)
     server = grpc_server.Server(config, port=0, poll_seconds=0,
                                 log_requests=False, **kwargs)
     self.addCleanup(server.stop, 1)

@@ -12,7 +12,6 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
-from tensorflow_serving.config import model_server_config_pb2
 
 from tf_resnet.serving import grpc_server as server_lib
 from tf_resnet.serving import manager
@@ -39,11 +38,8 @@ class RestTest(tf.test.TestCase):
     base = tempfile.mkdtemp()
     exports.tiny_export(base, seed=1)
     exports.tiny_export(base, seed=2)
-    config = model_server_config_pb2.ModelServerConfig()
-    model = config.model_config_list.config.add()
-    model.name = "digits"
-    model.base_path = base
-    model.model_platform = "tensorflow"
+    config = manager.single_model_config("digits", base)
+    model = config.model_config_list.config[0]
     model.model_version_policy.all.SetInParent()
     model.version_labels["stable"] = 1
     model.version_labels["canary"] = 2
