@@ -4,6 +4,12 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# TensorFlow's oneDNN kernels, as every binary turns them on (startup.py),
+# before anything imports TensorFlow: the tests run the kernels users run.
+from tf_resnet import startup  # pylint: disable=g-import-not-at-top
+
+startup.use_onednn()
+
 # Two logical CPUs for the whole session, before any test runs an op, so
 # tests can compare one replica with two (under Bazel each test file is its
 # own process and makes the same split itself).

@@ -355,8 +355,40 @@ class MaxPool(tf.Module):
       return 0, max(after, 0)
     return 0, tf.maximum(after, 0)
 
+  def min_input_size(self) -> int:
+    """The smallest height or width that gives at least one window.
+
+    Ceil mode: `ceil((n - k) / s) + 1 >= 1` needs `n > k - s`. Symmetric:
+    `n + 2 (k // 2) >= k`.
+    """
+    if self.padding == "symmetric":
+      return max(self.window - 2 * (self.window // 2), 1)
+    return max(self.window - self.stride + 1, 1)
+
+  def _check_size(self, inputs: tf.Tensor) -> tf.Tensor:
+    """`inputs`, after checking it is large enough for one window.
+
+    A pool with no window to compute must fail with an error that names the
+    sizes: oneDNN's max pool, which TensorFlow runs on x86, dies with a
+    floating-point exception (SIGFPE, the whole process) on an empty output.
+    """
+    smallest = self.min_input_size()
+    static = [inputs.shape[1], inputs.shape[2]]
+    message = (f"{self.window}x{self.window}/{self.stride} max pooling "
+               f"({self.padding}) needs inputs of at least {smallest}x"
+               f"{smallest} pixels")
+    if all(size is not None for size in static):
+      if min(static) < smallest:
+        raise ValueError(f"{message}, not {static[0]}x{static[1]}")
+      return inputs
+    check = tf.debugging.assert_greater_equal(
+        tf.shape(inputs)[1:3], smallest, message=message)
+    with tf.control_dependencies([check]):
+      return tf.identity(inputs)
+
   @tf.Module.with_name_scope
   def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
+    inputs = self._check_size(inputs)
     height, width = inputs.shape[1], inputs.shape[2]
     dynamic = tf.shape(inputs)
     top, bottom = self._pads(dynamic[1] if height is None else height)

@@ -206,7 +206,7 @@ class PoolTest(tf.test.TestCase, parameterized.TestCase):
   # Odd sizes are where TensorFlow's SAME differs from Caffe: it pads a row
   # and a column on the top/left too, and shifts the grid.
   @parameterized.parameters((112, 112), (113, 113), (7, 8), (9, 5), (4, 4),
-                            (3, 6), (2, 3), (1, 1))
+                            (3, 6), (2, 3), (2, 2))
   def test_ceil_mode_is_caffes(self, height, width):
     rng = np.random.default_rng(height * 100 + width)
     # Negative values too: a zero-padded pool would be caught.
@@ -219,6 +219,24 @@ class PoolTest(tf.test.TestCase, parameterized.TestCase):
     dynamic = tf.function(pool, input_signature=[
         tf.TensorSpec([None, None, None, 1], tf.float32)])
     self.assertAllEqual(dynamic(x)[0, :, :, 0], expected)
+
+  def test_too_small_for_one_window_is_an_error_not_a_crash(self):
+    # Caffe's ceil mode gives a 1x1 input no 3x3/2 window; oneDNN's max pool
+    # would kill the process (SIGFPE) on the empty output.
+    pool = layers.MaxPool(3, 2)
+    self.assertEqual(pool.min_input_size(), 2)
+    with self.assertRaisesRegex(ValueError, "at least 2x2 pixels, not 1x5"):
+      pool(tf.zeros([1, 1, 5, 1]))
+    dynamic = tf.function(pool, input_signature=[
+        tf.TensorSpec([None, None, None, 1], tf.float32)])
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                "at least 2x2 pixels"):
+      dynamic(tf.zeros([1, 5, 1, 1]))
+    self.assertEqual(dynamic(tf.ones([1, 2, 2, 1])).shape, [1, 1, 1, 1])
+    # Padded symmetrically, one pixel is a window (torchvision's grid).
+    symmetric = layers.MaxPool(3, 2, padding="symmetric")
+    self.assertEqual(symmetric.min_input_size(), 1)
+    self.assertAllEqual(symmetric(-tf.ones([1, 1, 1, 1])), [[[[-1.0]]]])
 
   def test_ceil_mode_sizes(self):
     pool = layers.MaxPool(3, 2)
