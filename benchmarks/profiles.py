@@ -65,3 +65,13 @@ def profile_summary(logdir: str) -> tuple[dict[str, float], dict[str, float]]:
           by_part[_part(match.group(1), match.group(2))] += ms
   return ({k: round(v, 1) for k, v in by_type.most_common()},
           {k: round(v, 1) for k, v in by_part.most_common()})
+
+
+def onednn_share(by_type: dict[str, float], kind: str = "Conv2D") -> float:
+  """The fraction of the time in ops whose type contains `kind` that ran in
+  oneDNN's kernels (types `_MklNative...`, `_MklFused...`): 1.0 when every
+  convolution reached oneDNN, 0.0 when all fell back to Eigen."""
+  total = sum(ms for name, ms in by_type.items() if kind in name)
+  in_onednn = sum(ms for name, ms in by_type.items()
+                  if kind in name and name.startswith("_Mkl"))
+  return round(in_onednn / total, 3) if total else 0.0

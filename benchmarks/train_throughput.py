@@ -53,6 +53,7 @@ import keras_peer
 import machine
 import profiles
 from tf_resnet import cli
+from tf_resnet import hardware
 from tf_resnet.analysis import cost
 from tf_resnet.model import resnet
 from tf_resnet.model import zoo
@@ -146,6 +147,8 @@ def main(argv):
       "family": config.family, "depth": config.depth, "batch_size": batch,
       "image_size": size, "replicas": ours.strategy.num_replicas_in_sync,
       "precision": _PRECISION.value,
+      "onednn_takes_compute_dtype": hardware.onednn_supports(
+          ours.trainer.task.compute_dtype),
       "steps": steps, "steps_per_call": _STEPS_PER_CALL.value,
       "images_per_sec": round(rate, 2),
       "others_cores": others.cores,
@@ -180,6 +183,8 @@ def main(argv):
     by_type, by_part = profiles.profile_summary(_PROFILE_DIR.value)
     record["profile"] = {"steps": _STEPS_PER_CALL.value,
                          "wall_ms": round(1000 * traced, 1),
+                         "conv_share_in_onednn":
+                             profiles.onednn_share(by_type),
                          "op_ms_by_part": by_part,
                          "op_ms_by_type": dict(list(by_type.items())[:15])}
   if _FORMAT.value == "json":
@@ -200,6 +205,10 @@ def main(argv):
   print(f"{profile.multiply_adds / 1e6:.1f}M multiply-adds per image; "
         f"training {train_gflops:.1f} GFLOP/s = {record['peak_fraction']:.1%} "
         f"of the 3x3 convolution peak ({peak:.1f} GFLOP/s)")
+  slow = hardware.slow_compute_warning(ours.trainer.task.compute_dtype,
+                                      f"--precision={_PRECISION.value}")
+  if slow:
+    print(f"note: {slow}")
   print(f"peak RSS {record['peak_rss_mib']} MiB (after importing "
         f"TensorFlow: {record['peak_rss_mib_at_start']} MiB)")
   print(f"cores kept busy by other processes while timing: ours "
@@ -210,7 +219,9 @@ def main(argv):
     traced = record["profile"]
     total = sum(traced["op_ms_by_part"].values())
     print(f"profile of {traced['steps']} steps: {traced['wall_ms']:.0f} ms "
-          f"wall, {total:.0f} ms in ops (summed over threads)")
+          f"wall, {total:.0f} ms in ops (summed over threads); "
+          f"{traced['conv_share_in_onednn']:.0%} of the convolution time in "
+          "oneDNN's kernels")
     for name, ms in traced["op_ms_by_part"].items():
       print(f"  {name:<44} {ms:>8.1f} ms {ms / total:>6.1%}")
   print(json.dumps(record))

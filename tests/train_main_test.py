@@ -20,6 +20,7 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
+from tf_resnet.testing import cpu
 from tf_resnet.testing import images
 from tf_resnet.testing import processes
 
@@ -367,8 +368,15 @@ class TrainMainTest(parameterized.TestCase):
     result = _train(
         "--flagfile=" + os.path.join(_ROOT, "flags", "resnet20_cifar10.flags"),
         "--dataset=digits", "--holdout=100", "--train_steps=2",
-        "--steps_per_loop=1", "--batch_size=16", f"--model_dir={model_dir}")
+        "--steps_per_loop=1", "--batch_size=16", f"--model_dir={model_dir}",
+        "--precision=mixed_bfloat16")
     self.assertEqual(result.returncode, 0, result.stderr)
+    # Warned exactly where TensorFlow keeps bfloat16 off oneDNN: CPUs
+    # without AVX-512 or AVX-NE-CONVERT (the flags Linux reports).
+    self.assertEqual(
+        "--precision=mixed_bfloat16: this CPU has no bfloat16 support"
+        in result.stderr, not cpu.has_onednn_bfloat16(),
+        result.stderr)
     self.assertStartsWith(result.stdout, "Training ResNet-20 (A) on digits")
     self.assertEqual(_progress_steps(result.stdout), [1, 2])
     self.assertIn("Done at step 2: ", result.stdout)
@@ -378,6 +386,7 @@ class TrainMainTest(parameterized.TestCase):
     self.assertEqual(config["input"]["global_batch_size"], 16)
     self.assertEqual(config["schedule"]["boundaries"], [32000, 48000])
     self.assertEqual(config["train_steps"], 2)
+    self.assertEqual(config["precision"], "mixed_bfloat16")
 
   def test_every_flagfile_is_the_run_its_name_says(self):
     self.assertNotEmpty(_FLAGFILES)

@@ -22,9 +22,11 @@ startup.prepare_tensorflow()
 # pylint: disable=g-import-not-at-top,g-bad-import-order
 from absl import app
 from absl import flags
+from absl import logging
 
 from tf_resnet import cli
 from tf_resnet import families
+from tf_resnet import hardware
 from tf_resnet.data import sources
 from tf_resnet.exporting import serving_module
 from tf_resnet.exporting import writer
@@ -50,8 +52,9 @@ _TOP_K = flags.DEFINE_integer("top_k", 5, "Classes returned per image.",
 _PRECISION = flags.DEFINE_enum(
     "precision", "float32", list(serving_module.PRECISIONS),
     "What the network computes in: float32, or bfloat16 (fast on CPUs with "
-    "AMX or AVX-512 BF16 and on recent GPUs; emulated, so slower, "
-    "elsewhere) or float16 (GPUs). Outputs stay float32.")
+    "AMX or AVX-512 and on recent GPUs; on other CPUs TensorFlow runs it on "
+    "slow reference kernels, and this binary warns) or float16 (GPUs). "
+    "Outputs stay float32.")
 _LABELS = flags.DEFINE_string(
     "labels", None, "A file with one class name per line (default: the "
     "run's labels.txt: TFDS's names, CIFAR's, the folder names).")
@@ -73,6 +76,12 @@ def main(argv):
                                         _RUN.best.value)
   except (run_dir.RunDirError, sources.DataError, OSError) as e:
     cli.fail(str(e))
+  slow = hardware.slow_compute_warning(
+      serving_module.PRECISIONS[_PRECISION.value],
+      f"--precision={_PRECISION.value}")
+  if slow:
+    logging.warning(slow + " (The export runs anywhere; this is about "
+                    "serving it on a machine like this one.)")
   try:
     module = serving_module.for_run(
         model, trained.model.family, trained.statistics.mean_image, labels,

@@ -36,9 +36,11 @@ startup.prepare_tensorflow()
 # pylint: disable=g-import-not-at-top,g-bad-import-order
 from absl import app
 from absl import flags
+from absl import logging
 
 from tf_resnet import cli
 from tf_resnet import families
+from tf_resnet import hardware
 from tf_resnet.data import sources
 from tf_resnet.exporting import actions as export_actions
 from tf_resnet.model import zoo
@@ -143,9 +145,9 @@ _PRECISION = flags.DEFINE_enum(
     "precision", "float32", list(task_lib.PRECISIONS),
     "float32, or mixed precision with float32 variables: mixed_float16 "
     "(dynamic loss scaling) or mixed_bfloat16. Which is fastest depends on "
-    "the hardware (bfloat16 pays on CPUs with AMX or AVX-512 BF16 and on "
-    "GPUs with tensor cores; without them it is emulated and slower): "
-    "measure with benchmarks/train_throughput.py.")
+    "the hardware: on a CPU, TensorFlow runs bfloat16 on its fast (oneDNN) "
+    "kernels only with AVX-512 or AMX, and warns here when it cannot; "
+    "measure with benchmarks/train_throughput.py --precision.")
 _XLA = flags.DEFINE_bool(
     "xla", False, "Compile the training step with XLA (for GPUs; measure "
     "with benchmarks/train_throughput.py before using it on a CPU).")
@@ -272,6 +274,11 @@ def main(argv):
   try:
     source = _DATA.parse(_MODEL, default_family=_fine_tuned_family())
     config = build_config(source)
+    slow = hardware.slow_compute_warning(
+        task_lib.compute_dtype(config.precision),
+        f"--precision={config.precision}")
+    if slow:
+      logging.warning(slow)
     print(f"Training {config.model.display_name} on {source.describe()}\n"
           f"model_dir: {config.model_dir}", flush=True)
     result = train_lib.train(

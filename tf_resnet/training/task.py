@@ -20,6 +20,14 @@ _COMPUTE_DTYPES = {"float32": tf.float32, "mixed_float16": tf.float16,
                    "mixed_bfloat16": tf.bfloat16}
 
 
+def compute_dtype(precision: str) -> tf.DType:
+  """The type the network computes in under `precision` (one of PRECISIONS)."""
+  if precision not in PRECISIONS:
+    raise ValueError(f"`precision` must be one of {PRECISIONS}, not "
+                     f"{precision!r}")
+  return _COMPUTE_DTYPES[precision]
+
+
 def decayed_variables(model: tf.Module) -> list[tf.Variable]:
   """The variables weight decay applies to: convolution and linear kernels."""
   return [v for v in model.trainable_variables
@@ -94,15 +102,12 @@ class Task:
     Raises:
       ValueError: for an unknown precision.
     """
-    if precision not in PRECISIONS:
-      raise ValueError(f"`precision` must be one of {PRECISIONS}, not "
-                       f"{precision!r}")
+    self.compute_dtype = compute_dtype(precision)
     self.model = model
     self.optimizer = optimizer
     self.learning_rate = learning_rate
     self.variables = list(variables)
     self.global_batch_size = global_batch_size
-    self.compute_dtype = _COMPUTE_DTYPES[precision]
     self.loss_scale = (DynamicLossScale(name="loss_scale")
                        if precision == "mixed_float16" else None)
     self.step = _first_replica_variable(0, tf.int64, "global_step")
