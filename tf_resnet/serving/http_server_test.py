@@ -26,6 +26,7 @@ from tf_resnet.serving import grpc_server
 from tf_resnet.serving import http_server
 from tf_resnet.serving import manager
 from tf_resnet.serving import metrics
+from tf_resnet.serving import model_config
 from tf_resnet.serving import protocol
 from tf_resnet.serving import services
 from tf_resnet.testing import exports
@@ -77,7 +78,7 @@ class HttpServerTest(tf.test.TestCase):
     super().setUpClass()
     base = tempfile.mkdtemp()
     exports.tiny_export(base, seed=1)
-    config = manager.single_model_config("m", base)
+    config = model_config.single_model_config("m", base)
     cls.options = http_server.RestOptions(
         num_threads=4, header_timeout=HEADER_TIMEOUT, body_timeout=3.0,
         max_inflated_bytes=1 << 20, prometheus_path="/metrics",

@@ -13,6 +13,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tf_resnet.serving import deadline
 from tf_resnet.serving import grpc_server
 from tf_resnet.serving import manager
+from tf_resnet.serving import model_config
 from tf_resnet.serving import services
 from tf_resnet.testing import exports
 from tf_resnet.testing import images
@@ -32,7 +33,7 @@ class GrpcLimitsTest(tf.test.TestCase):
         tf.make_tensor_proto([images.png(0)]))
 
   def _server(self, **kwargs):
-    config = manager.single_model_config("m", self.base)
+    config = model_config.single_model_config("m", self.base)
     server = grpc_server.Server(config, port=0, poll_seconds=0,
                                 log_requests=False, **kwargs)
     self.addCleanup(server.stop, 1)

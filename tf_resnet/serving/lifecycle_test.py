@@ -1,6 +1,10 @@
 """Model lifecycle as TF Serving's: swaps under batched load, rollback, retries,
 reload validation, warm-up, version directories, TF1 SavedModels, health and
-the Unix socket."""
+the Unix socket.
+
+(Over 350 lines: each test class is one of TF Serving's lifecycle behaviours
+with its own server and export fixtures; they share the helpers at the top.)
+"""
 
 import logging
 import os
@@ -27,6 +31,8 @@ from tf_resnet.exporting import serving_module
 from tf_resnet.exporting import writer
 from tf_resnet.serving import grpc_server
 from tf_resnet.serving import manager
+from tf_resnet.serving import model_config
+from tf_resnet.serving import model_service
 from tf_resnet.serving import options
 from tf_resnet.serving import protocol
 from tf_resnet.serving import warmup
@@ -93,7 +99,7 @@ class SwapUnderBatchedLoadTest(tf.test.TestCase):
     params = options.BatchingParameters(max_batch_size=8,
                                         batch_timeout_micros=50_000,
                                         num_batch_threads=2)
-    srv = grpc_server.Server(manager.single_model_config("m", base), port=0,
+    srv = grpc_server.Server(model_config.single_model_config("m", base), port=0,
                              poll_seconds=0.1, log_requests=False,
                              batching=params)
     self.addCleanup(srv.stop, 1)
@@ -148,7 +154,7 @@ class AspiredVersionsTest(tf.test.TestCase):
   def test_deleting_the_newest_version_rolls_back(self):
     # Fault 7: the previous version stayed END.
     base = self._base("1", "2")
-    models = manager.ModelManager(manager.single_model_config("m", base),
+    models = manager.ModelManager(model_config.single_model_config("m", base),
                                   poll_seconds=0)
     self.addCleanup(models.stop)
     model = models.model("m")
@@ -170,7 +176,7 @@ class AspiredVersionsTest(tf.test.TestCase):
     lifecycle = manager.LifecycleOptions(poll_seconds=0.1,
                                          load_retry_interval_seconds=0.3,
                                          max_num_load_retries=50)
-    models = manager.ModelManager(manager.single_model_config("m", base),
+    models = manager.ModelManager(model_config.single_model_config("m", base),
                                   lifecycle=lifecycle)
     self.addCleanup(models.stop)
     models.start()
@@ -194,7 +200,7 @@ class AspiredVersionsTest(tf.test.TestCase):
     lifecycle = manager.LifecycleOptions(poll_seconds=0,
                                          load_retry_interval_seconds=0,
                                          max_num_load_retries=2)
-    models = manager.ModelManager(manager.single_model_config("m", base),
+    models = manager.ModelManager(model_config.single_model_config("m", base),
                                   lifecycle=lifecycle)
     self.addCleanup(models.stop)
     os.makedirs(os.path.join(base, "2"))
@@ -212,7 +218,7 @@ class AspiredVersionsTest(tf.test.TestCase):
 
   def test_zero_padded_version_directories_load_from_their_own_name(self):
     base = self._base("00000007")
-    models = manager.ModelManager(manager.single_model_config("m", base),
+    models = manager.ModelManager(model_config.single_model_config("m", base),
                                   poll_seconds=0)
     self.addCleanup(models.stop)
     servable = models.model("m").resolve(version=7)
@@ -221,7 +227,7 @@ class AspiredVersionsTest(tf.test.TestCase):
 
   def test_reloads_and_polls_never_load_a_version_twice(self):
     base = self._base("1")
-    config = manager.single_model_config("m", base)
+    config = model_config.single_model_config("m", base)
     models = manager.ModelManager(config, poll_seconds=0)
     self.addCleanup(models.stop)
     shutil.copytree(self.export, os.path.join(base, "2"))
@@ -246,7 +252,7 @@ class ReloadConfigTest(tf.test.TestCase):
     cls.base = tempfile.mkdtemp()
     exports.tiny_export(cls.base, seed=1)
     cls.server = grpc_server.Server(
-        manager.single_model_config("m", cls.base), port=0, poll_seconds=0,
+        model_config.single_model_config("m", cls.base), port=0, poll_seconds=0,
         log_requests=False)
     cls.channel = grpc.insecure_channel(f"127.0.0.1:{cls.server.port}")
     cls.models = model_service_pb2_grpc.ModelServiceStub(cls.channel)
@@ -307,7 +313,7 @@ class ReloadConfigTest(tf.test.TestCase):
 
   def test_the_error_is_also_in_the_response_status(self):
     request = self._reload(("m", "relative", "tensorflow", {}))
-    response = services_reload_response(self.server, request)
+    response = _reload_response(self.server, request)
     self.assertEqual(response.status.error_code,
                      grpc.StatusCode.INVALID_ARGUMENT.value[0])
     self.assertIn("absolute path", response.status.error_message)
@@ -321,10 +327,8 @@ class ReloadConfigTest(tf.test.TestCase):
         self.server.models.model("m").resolve(label="stable").version, 1)
 
 
-def services_reload_response(server, request):
+def _reload_response(server, request):
   """The ReloadConfigResponse the servicer builds, read in-process."""
-  from tf_resnet.serving import services  # pylint: disable=g-import-not-at-top
-
   class _Context:
 
     def set_code(self, code):
@@ -333,7 +337,7 @@ def services_reload_response(server, request):
     def set_details(self, details):
       self.details = details
 
-  return services.ModelService(server.models).HandleReloadConfigRequest(
+  return model_service.ModelService(server.models).HandleReloadConfigRequest(
       request, _Context())
 
 
@@ -353,13 +357,13 @@ class WarmupTest(tf.test.TestCase):
                    len(serving_module.WARMUP_BATCH_SIZES))
     base = os.path.dirname(version)
     with self.assertLogs("tf_resnet.serving", logging.INFO) as records:
-      models = manager.ModelManager(manager.single_model_config("m", base),
+      models = manager.ModelManager(model_config.single_model_config("m", base),
                                     poll_seconds=0)
     self.addCleanup(models.stop)
     self.assertIn(f"model m version 1: {len(logs)} warm-up requests replayed",
                   "\n".join(records.output))
     off = manager.ModelManager(
-        manager.single_model_config("m", base),
+        model_config.single_model_config("m", base),
         lifecycle=manager.LifecycleOptions(poll_seconds=0,
                                            enable_model_warmup=False))
     self.addCleanup(off.stop)
@@ -372,7 +376,7 @@ class WarmupTest(tf.test.TestCase):
     log.predict_log.request.model_spec.signature_name = "no_such_signature"
     warmup.write(version, [log])
     models = manager.ModelManager(
-        manager.single_model_config("m", base),
+        model_config.single_model_config("m", base),
         lifecycle=manager.LifecycleOptions(poll_seconds=0,
                                            max_num_load_retries=0))
     self.addCleanup(models.stop)
@@ -392,7 +396,7 @@ class ForeignSavedModelTest(tf.test.TestCase):
     _tf1_half_plus_two(cls.base, "00000123")
     cls.socket = os.path.join(tempfile.mkdtemp(), "grpc.sock")
     cls.server = grpc_server.Server(
-        manager.single_model_config("half", cls.base), port=0,
+        model_config.single_model_config("half", cls.base), port=0,
         poll_seconds=0, log_requests=False, socket_path=cls.socket,
         channel_arguments=[("grpc.so_reuseport", 0)])
     cls.channel = grpc.insecure_channel(f"unix:{cls.socket}")

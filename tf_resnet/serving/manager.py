@@ -20,9 +20,15 @@ specific) aspires to, with TF Serving's availability-preserving policy:
   flight finish (bounded by `unload_drain_seconds`); requests still queued
   for batching after that fail with UNAVAILABLE. No request waits forever.
 
-Loads, unloads, polls and config reloads are serialized by one lock, so no
-version is loaded twice. Status and error wording follow TensorFlow Serving
+Loading one version is `servable.py`'s; reading and validating the config
+is `model_config.py`'s. Loads, unloads, polls and config reloads are
+serialized by one lock, so no version is loaded twice. Status and error wording follow TensorFlow Serving
 (server_core.cc, aspired_versions_manager.cc, loader_harness.cc).
+
+(Over 350 lines, deliberately: the aspired-versions lifecycle is one state
+machine under one lock, ServedModel's per-version transitions and
+ModelManager's polls and reloads driving them; split, its invariants would
+be read apart.)
 """
 
 import dataclasses
@@ -35,17 +41,15 @@ from typing import Optional, Sequence
 
 from google.protobuf import text_format
 import grpc
-import numpy as np
-import tensorflow as tf
-from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-direct-tensorflow-import
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from tf_resnet.serving import batching as batching_lib
 from tf_resnet.serving import errors
 from tf_resnet.serving import metrics
+from tf_resnet.serving import model_config
 from tf_resnet.serving import options
-from tf_resnet.serving import warmup
+from tf_resnet.serving import servable as servable_lib
 
 State = get_model_status_pb2.ModelVersionStatus.State
 ServingError = errors.ServingError  # Kept here for callers of this module.
@@ -86,195 +90,6 @@ class LifecycleOptions:
   allow_version_labels_for_unavailable_models: bool = False
   unload_drain_seconds: float = 30.0
   session_config: Optional[object] = None
-
-
-def _meta_graph(path: str, tags: Sequence[str]):
-  proto = saved_model_pb2.SavedModel()
-  pb = os.path.join(path, "saved_model.pb")
-  if os.path.isfile(pb):
-    with open(pb, "rb") as f:
-      proto.ParseFromString(f.read())
-  else:
-    with open(os.path.join(path, "saved_model.pbtxt")) as f:
-      text_format.Parse(f.read(), proto)
-  for graph in proto.meta_graphs:
-    if set(graph.meta_info_def.tags) == set(tags):
-      return graph
-  available = [sorted(g.meta_info_def.tags) for g in proto.meta_graphs]
-  raise ValueError(f"Could not find meta graph def matching supplied tags: "
-                   f"{{ {' '.join(sorted(tags))} }} in {path}; available: "
-                   f"{available}")
-
-
-class _FunctionRunner:
-  """A TF2 SavedModel's signatures as tf.functions (tf.saved_model.load)."""
-
-  def __init__(self, path: str, tags: Sequence[str]):
-    self._loaded = tf.saved_model.load(path, tags=list(tags))
-    self._functions = dict(self._loaded.signatures)
-
-  def run(self, signature: str, inputs: dict[str, np.ndarray]
-          ) -> dict[str, np.ndarray]:
-    outputs = self._functions[signature](
-        **{k: tf.constant(v) for k, v in inputs.items()})
-    return {k: v.numpy() for k, v in outputs.items()}
-
-
-class _SessionRunner:
-  """A MetaGraph in a tf.compat.v1 Session, signatures run by tensor name.
-
-  This is how the C++ server runs every SavedModel (a SavedModelBundle); it
-  serves TF1 and Estimator exports, including those tf.saved_model.load
-  cannot wrap in functions.
-  """
-
-  def __init__(self, path: str, tags: Sequence[str], signature_defs,
-               session_config=None):
-    self._graph = tf.Graph()
-    self._session = tf.compat.v1.Session(graph=self._graph,
-                                         config=session_config)
-    with self._graph.as_default():
-      tf.compat.v1.saved_model.loader.load(self._session, list(tags), path)
-    self._signature_defs = signature_defs
-
-  def run(self, signature: str, inputs: dict[str, np.ndarray]
-          ) -> dict[str, np.ndarray]:
-    sig = self._signature_defs[signature]
-    graph = self._graph
-    feeds = {}
-    for alias, value in inputs.items():
-      tensor = graph.get_tensor_by_name(sig.inputs[alias].name)
-      if tensor.dtype != tf.string:
-        value = np.asarray(value, tensor.dtype.as_numpy_dtype)
-      feeds[tensor.ref()] = value
-    names = list(sig.outputs)
-    fetches = [graph.get_tensor_by_name(sig.outputs[k].name) for k in names]
-    # Session.run refuses a feed whose shape differs from the placeholder's
-    # static shape, a check of the Python client alone: the C++ server does
-    # not make it (kernels see the real shapes, and a [1] tensor fed to a
-    # [None, 1] placeholder runs there). So the step runs below that check.
-    values = self._session._do_run(  # pylint: disable=protected-access
-        None, [], fetches, feeds, None, None)
-    return dict(zip(names, values))
-
-
-class Servable:
-  """One loaded version: its SignatureDefs, and running them.
-
-  Requests enter through `run`, which counts them, so an unloading version
-  can let those in flight finish (`close`).
-  """
-
-  def __init__(self, name: str, version: int, path: str,
-               batching: Optional[options.BatchingParameters] = None, *,
-               scheduler: Optional[batching_lib.Scheduler] = None,
-               tags: Sequence[str] = ("serve",), session_config=None):
-    """Loads a version.
-
-    Args:
-      name: the model's name.
-      version: the version number.
-      path: the version's directory.
-      batching: merge concurrent requests per signature (None: off).
-      scheduler: the shared batch scheduler (needed with `batching`).
-      tags: the MetaGraph's tags.
-      session_config: ConfigProto for a MetaGraph run in a Session.
-
-    Raises:
-      Exception: whatever loading raised (the manager reports it).
-    """
-    self.name = name
-    self.version = version
-    self.path = path
-    self.batching = batching
-    self._scheduler = scheduler
-    if batching is not None and scheduler is None:
-      raise ValueError("`batching` needs the shared `scheduler`")
-    graph = _meta_graph(path, tags)
-    self.signature_defs = {k: v for k, v in graph.signature_def.items()
-                           if not k.startswith("__")}
-    self.loader = "function"
-    if graph.object_graph_def.nodes:  # Written by TF2's tf.saved_model.save.
-      try:
-        self._runner = _FunctionRunner(path, tags)
-      except Exception as e:  # pylint: disable=broad-except
-        _LOG.warning("model %s version %d: tf.saved_model.load failed (%s); "
-                     "running the MetaGraph in a Session", name, version, e)
-        self._runner = None
-    else:
-      self._runner = None
-    if self._runner is None:
-      self.loader = "session"
-      self._runner = _SessionRunner(path, tags, self.signature_defs,
-                                    session_config)
-    self._queues: dict[str, batching_lib.BatchQueue] = {}
-    self._cond = threading.Condition()
-    self._in_flight = 0
-    self._closed = False
-
-  @property
-  def in_flight(self) -> int:
-    return self._in_flight
-
-  def batch_queue(self, signature: str) -> Optional[batching_lib.BatchQueue]:
-    """The batch queue of a signature (None: unbatched, or closed)."""
-    with self._cond:
-      if self._closed or self.batching is None:
-        return None
-      if signature not in self._queues:
-        self._queues[signature] = self._scheduler.add_queue(
-            lambda arrays: self._runner.run(signature, arrays), self.batching,
-            name=f"{self.name}/{self.version}/{signature}")
-      return self._queues[signature]
-
-  def run(self, signature: str, inputs: dict[str, np.ndarray],
-          timeout: Optional[float] = None) -> dict[str, np.ndarray]:
-    """Runs a signature on arrays (through its batch queue with batching).
-
-    Args:
-      signature: the signature key (must exist).
-      inputs: arrays by input alias.
-      timeout: seconds a batched request may wait (None: until run).
-
-    Returns:
-      Arrays by output alias.
-    """
-    with self._cond:
-      self._in_flight += 1
-    try:
-      queue = self.batch_queue(signature)
-      if queue is None:
-        # Unbatched, or a request that resolved this version just before it
-        # unloaded: the model is still loaded, so it runs to the end.
-        return self._runner.run(signature, inputs)
-      return queue.run(inputs, timeout)
-    finally:
-      with self._cond:
-        self._in_flight -= 1
-        self._cond.notify_all()
-
-  def warm_up(self, iterations: int = 1) -> int:
-    """Replays the version's warm-up requests; returns how many ran."""
-    return warmup.replay(self, iterations)
-
-  def close(self, drain_seconds: float = 30.0) -> bool:
-    """Lets in-flight requests finish, then closes the batch queues.
-
-    Requests still queued after `drain_seconds` fail with UNAVAILABLE.
-
-    Returns:
-      Whether every in-flight request finished within `drain_seconds`.
-    """
-    deadline = time.monotonic() + drain_seconds
-    with self._cond:
-      while self._in_flight and time.monotonic() < deadline:
-        self._cond.wait(max(0.0, deadline - time.monotonic()))
-      drained = not self._in_flight
-      self._closed = True
-      queues = list(self._queues.values())
-    for queue in queues:
-      queue.close(abort=True)
-    return drained
 
 
 @dataclasses.dataclass
@@ -329,7 +144,7 @@ class ServedModel:
     self.lifecycle = lifecycle or LifecycleOptions()
     self._scheduler = scheduler
     self.name = config.name
-    self._servables: dict[int, Servable] = {}
+    self._servables: dict[int, servable_lib.Servable] = {}
     self.status: dict[int, VersionStatus] = {}
     self._failures: dict[int, int] = {}  # Failed attempts, while aspired.
     self._retry_at: dict[int, float] = {}
@@ -376,10 +191,10 @@ class ServedModel:
       self.status[version] = VersionStatus(State.START)
     self.status[version] = VersionStatus(State.LOADING)
     try:
-      servable = Servable(self.name, version, path, self.batching,
-                          scheduler=self._scheduler,
-                          tags=self.lifecycle.saved_model_tags,
-                          session_config=self.lifecycle.session_config)
+      servable = servable_lib.Servable(
+          self.name, version, path, self.batching, scheduler=self._scheduler,
+          tags=self.lifecycle.saved_model_tags,
+          session_config=self.lifecycle.session_config)
       if self.lifecycle.enable_model_warmup:
         ran = servable.warm_up(
             self.lifecycle.num_request_iterations_for_warmup)
@@ -443,7 +258,7 @@ class ServedModel:
       return sorted(self._servables)
 
   def resolve(self, version: Optional[int] = None,
-              label: Optional[str] = None) -> Servable:
+              label: Optional[str] = None) -> servable_lib.Servable:
     """The servable a ModelSpec asks for, or TF Serving's error."""
     if label:
       labels = dict(self.config.version_labels)
@@ -463,52 +278,6 @@ class ServedModel:
     raise ServingError(grpc.StatusCode.NOT_FOUND,
                        f"Servable not found for request: "
                        f"Specific({self.name}, {version})")
-
-
-def _is_relative(path: str) -> bool:
-  """TF Serving's UriIsRelativePath: no scheme, and not an absolute path."""
-  return "://" not in path and not os.path.isabs(path)
-
-
-def validate_config(config: model_server_config_pb2.ModelServerConfig,
-                    old: Optional[model_server_config_pb2.ModelServerConfig]
-                    = None) -> None:
-  """Refuses what TF Serving's ServerCore refuses, with its messages.
-
-  Raises:
-    ServingError: INVALID_ARGUMENT for a repeated name, a relative base path,
-      a missing or changed platform; FAILED_PRECONDITION for a platform this
-      server does not serve.
-  """
-  configs = config.model_config_list.config
-  seen = set()
-  for c in configs:
-    if c.name in seen:
-      raise ServingError(_INVALID, f"Illegal to list model {c.name} multiple "
-                         "times in config list")
-    seen.add(c.name)
-  for c in configs:
-    if _is_relative(c.base_path):
-      raise ServingError(_INVALID, f"Expected model {c.name} to have an "
-                         f"absolute path or URI; got base_path()="
-                         f"{c.base_path}")
-  old_platforms = ({c.name: c.model_platform
-                    for c in old.model_config_list.config} if old else {})
-  for c in configs:
-    if not c.model_platform:
-      raise ServingError(_INVALID, "Illegal setting neither "
-                         "ModelServerConfig::model_type (deprecated) nor "
-                         "ModelServerConfig::model_platform, model name is "
-                         f"{c.name}")
-    before = old_platforms.get(c.name)
-    if before and before != c.model_platform:
-      raise ServingError(_INVALID, "Illegal to change a model's platform. "
-                         f"For model {c.name} platform was {before} and new "
-                         f"platform requested is {c.model_platform}")
-    if c.model_platform != "tensorflow":
-      raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
-                         "PlatformConfigMap has no entry for platform "
-                         f"{c.model_platform}")
 
 
 class ModelManager:
@@ -554,7 +323,7 @@ class ModelManager:
       ServingError: for a config TF Serving refuses; nothing changes then.
     """
     with self._update_lock:
-      validate_config(config, self.config)
+      model_config.validate_config(config, self.config)
       self._check_labels(config)
       models = {}
       for c in config.model_config_list.config:
@@ -646,7 +415,7 @@ class ModelManager:
     def loop():
       while not self._stop.wait(seconds):
         try:
-          config = read_config(path)
+          config = model_config.read_config(path)
           if config != self.config:
             self.reload(config)
             _LOG.info("reloaded the model config from %s", path)
@@ -668,36 +437,6 @@ class ModelManager:
       thread.join(timeout=10)
     if self.scheduler is not None:
       self.scheduler.stop()
-
-
-def read_config(path: str) -> model_server_config_pb2.ModelServerConfig:
-  """Reads a text-format ModelServerConfig.
-
-  Raises:
-    OSError: if the file cannot be read.
-    text_format.ParseError: with TF Serving's wording for a bad file.
-  """
-  config = model_server_config_pb2.ModelServerConfig()
-  with open(path) as f:
-    text = f.read()
-  try:
-    text_format.Parse(text, config)
-  except text_format.ParseError as e:
-    raise text_format.ParseError(
-        f"Error parsing text-format tensorflow.serving.ModelServerConfig "
-        f"({path}): {e}") from None
-  return config
-
-
-def single_model_config(name: str, base_path: str
-                        ) -> model_server_config_pb2.ModelServerConfig:
-  """The config of `--model_name` and `--model_base_path`."""
-  config = model_server_config_pb2.ModelServerConfig()
-  model = config.model_config_list.config.add()
-  model.name = name
-  model.base_path = os.path.abspath(base_path)
-  model.model_platform = "tensorflow"
-  return config
 
 
 def wait_until_available(manager: ModelManager, timeout: float = 60.0) -> None:

@@ -38,6 +38,7 @@ from tensorflow_serving.apis import regression_pb2
 from tf_resnet.serving import errors
 from tf_resnet.serving import json_tensor
 from tf_resnet.serving import manager as manager_lib
+from tf_resnet.serving import model_service
 from tf_resnet.serving import services
 
 ServingError = errors.ServingError
@@ -174,7 +175,7 @@ def _status(models, route: _Route, body: bytes):
   del body
   request = get_model_status_pb2.GetModelStatusRequest()
   _fill_spec(request.model_spec, route)
-  response = services.model_status(models, request)
+  response = model_service.model_status(models, request)
   for entry in response.model_version_status:
     entry.status.SetInParent()  # TF Serving always sends it.
   return _proto_json(response), None, None

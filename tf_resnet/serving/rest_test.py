@@ -15,6 +15,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from tf_resnet.serving import grpc_server as server_lib
 from tf_resnet.serving import manager
+from tf_resnet.serving import model_config
 from tf_resnet.serving import protocol as client
 from tf_resnet.serving import rest_api_handler
 from tf_resnet.serving import services
@@ -38,7 +39,7 @@ class RestTest(tf.test.TestCase):
     base = tempfile.mkdtemp()
     exports.tiny_export(base, seed=1)
     exports.tiny_export(base, seed=2)
-    config = manager.single_model_config("digits", base)
+    config = model_config.single_model_config("digits", base)
     model = config.model_config_list.config[0]
     model.model_version_policy.all.SetInParent()
     model.version_labels["stable"] = 1

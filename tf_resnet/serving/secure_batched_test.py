@@ -11,7 +11,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from tf_resnet.serving import grpc_server
-from tf_resnet.serving import manager
+from tf_resnet.serving import model_config
 from tf_resnet.serving import options
 from tf_resnet.serving import protocol
 from tf_resnet.testing import exports
@@ -60,7 +60,7 @@ class TlsTest(tf.test.TestCase):
         server_cert=certs["server.pem"].decode(),
         custom_ca=certs["ca.pem"].decode(), client_verify=True))
     config = options.parse_ssl(text)
-    srv = grpc_server.Server(manager.single_model_config("m", _base()),
+    srv = grpc_server.Server(model_config.single_model_config("m", _base()),
                              port=0, poll_seconds=0, log_requests=False,
                              ssl_config=config)
     self.addCleanup(srv.stop, 1)
@@ -90,7 +90,7 @@ class BatchedServerTest(tf.test.TestCase):
   def test_concurrent_classify_requests_are_merged(self):
     params = options.BatchingParameters(max_batch_size=8,
                                         batch_timeout_micros=300_000)
-    srv = grpc_server.Server(manager.single_model_config("m", _base()),
+    srv = grpc_server.Server(model_config.single_model_config("m", _base()),
                              port=0, poll_seconds=0, log_requests=False,
                              batching=params)
     self.addCleanup(srv.stop, 1)

@@ -47,6 +47,7 @@ from tf_resnet.serving import grpc_server
 from tf_resnet.serving import http_server
 from tf_resnet.serving import manager as manager_lib
 from tf_resnet.serving import metrics
+from tf_resnet.serving import model_config
 from tf_resnet.serving import options
 
 _PORT = flags.DEFINE_integer("port", 8500, "gRPC port.")
@@ -249,7 +250,7 @@ flags.DEFINE_bool("enable_serialization_as_tensor_content", False,
 
 def load_config(path: str) -> model_server_config_pb2.ModelServerConfig:
   """Reads a text-format ModelServerConfig."""
-  return manager_lib.read_config(path)
+  return model_config.read_config(path)
 
 
 def parse_channel_arguments(text: str) -> list[tuple[str, object]]:
@@ -335,7 +336,7 @@ def main(argv):
              "--model_config_file")
   try:
     config = (load_config(_MODEL_CONFIG_FILE.value) if _MODEL_CONFIG_FILE.value
-              else manager_lib.single_model_config(_MODEL_NAME.value,
+              else model_config.single_model_config(_MODEL_NAME.value,
                                                    _MODEL_BASE_PATH.value))
   except (OSError, text_format.ParseError) as e:
     sys.exit(f"error: cannot read --model_config_file: {e}")

@@ -23,6 +23,7 @@ from tensorflow_serving.apis import regression_pb2
 
 from tf_resnet.serving import grpc_server as server_lib
 from tf_resnet.serving import manager
+from tf_resnet.serving import model_config
 from tf_resnet.serving import protocol as client
 from tf_resnet.testing import exports
 from tf_resnet.testing import images
@@ -40,7 +41,7 @@ class ServerTest(tf.test.TestCase):
     cls.base = tempfile.mkdtemp()
     cls.v1 = exports.tiny_export(cls.base, seed=1)
     cls.server = server_lib.Server(
-        manager.single_model_config("digits", cls.base), port=0,
+        model_config.single_model_config("digits", cls.base), port=0,
         poll_seconds=0.2, log_requests=False)
     cls.channel = grpc.insecure_channel(f"127.0.0.1:{cls.server.port}")
     cls.stub = prediction_service_pb2_grpc.PredictionServiceStub(cls.channel)
@@ -258,7 +259,7 @@ class VersionSwapTest(tf.test.TestCase):
     # No load retries: a broken version is END at once (see lifecycle_test
     # for retries).
     srv = server_lib.Server(
-        manager.single_model_config("m", base), port=0, poll_seconds=0.1,
+        model_config.single_model_config("m", base), port=0, poll_seconds=0.1,
         log_requests=False,
         lifecycle=manager.LifecycleOptions(max_num_load_retries=0))
     self.addCleanup(srv.stop, 1)
@@ -322,7 +323,7 @@ class VersionSwapTest(tf.test.TestCase):
     base = tempfile.mkdtemp()
     exports.tiny_export(base, seed=1)
     exports.tiny_export(base, seed=2)
-    srv = server_lib.Server(manager.single_model_config("m", base), port=0,
+    srv = server_lib.Server(model_config.single_model_config("m", base), port=0,
                             poll_seconds=0, log_requests=False)
     self.addCleanup(srv.stop, 1)
     channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}")

@@ -88,7 +88,7 @@ def replay(servable, iterations: int = 1) -> int:
   """Runs a version's warm-up requests `iterations` times each.
 
   Args:
-    servable: the loaded version (`manager.Servable`).
+    servable: the loaded version (`servable.Servable`).
     iterations: runs per request (TF Serving's
       --num_request_iterations_for_warmup; values below 1 mean 1).
 
