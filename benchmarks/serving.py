@@ -19,9 +19,12 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tf_resnet import startup
 
-from tf_resnet import cli  # pylint: disable=unused-import,g-bad-import-order
+# As the server does, so that both sides of the ratio run oneDNN's kernels.
+startup.prepare_tensorflow()
+
+# pylint: disable=g-import-not-at-top,g-bad-import-order
 from absl import app
 from absl import flags
 import grpc
@@ -33,6 +36,7 @@ from tf_resnet.exporting import serving_module
 from tf_resnet.exporting import writer
 from tf_resnet.model import resnet
 from tf_resnet.serving import protocol
+# pylint: enable=g-import-not-at-top,g-bad-import-order
 
 _SECONDS = flags.DEFINE_float("seconds", 15.0, "Load time per setting.")
 _CLIENTS = flags.DEFINE_list("clients", ["1", "8", "32"],
@@ -69,12 +73,17 @@ def _start_server(base: str, batching: bool, max_clients: int):
               "num_batch_threads { value: 1 }\n")
     args += ["--enable_batching", f"--batching_parameters_file={params}"]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  stderr = tempfile.TemporaryFile("w+")
   server = subprocess.Popen(args, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-  line = server.stdout.readline()  # "Serving gRPC on ..." once loaded.
-  if "Serving gRPC" not in line:
+                            stderr=stderr, text=True)
+  # "Serving gRPC on ...; models: {'resnet': {1: 30}} (30 = AVAILABLE)".
+  line = server.stdout.readline()
+  if "Serving gRPC" not in line or ": 30}" not in line:
     server.kill()
-    raise RuntimeError(f"the server did not start: {line}")
+    server.wait()
+    stderr.seek(0)
+    raise RuntimeError(f"the server did not start serving the model: "
+                       f"{line.strip()}\n{stderr.read()[-3000:]}")
   return server, port
 
 
