@@ -85,6 +85,38 @@ class Conv2DTest(tf.test.TestCase, parameterized.TestCase):
     images = tf.random.normal([2, 15, 13, 3])
     self.assertAllClose(conv(images), _function(conv)(images), atol=1e-6)
 
+  def test_bfloat16_pointwise_is_the_same_convolution(self):
+    # bfloat16 1x1 stride-1 convolutions run as a matrix product: outputs
+    # and both gradients must be the convolution's, at any batch and size.
+    conv = layers.Conv2D(8, 6, 1, use_bias=True)
+    conv.bias.assign(tf.range(6, dtype=tf.float32) / 10)
+    images = tf.cast(tf.random.normal([3, 5, 7, 8], seed=5), tf.bfloat16)
+    weights = tf.cast(tf.random.normal([3, 5, 7, 6], seed=6), tf.float32)
+
+    def loss_and_grads(fn, x):
+      with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(tf.cast(fn(x), tf.float32) * weights)
+      return tape.gradient(loss, [x, conv.kernel])
+
+    def reference(x):  # float32 arithmetic on the same bfloat16 values
+      kernel = tf.cast(tf.cast(conv.kernel, tf.bfloat16), tf.float32)
+      return tf.nn.conv2d(tf.cast(x, tf.float32), kernel, 1, "VALID") + conv.bias
+
+    dynamic = tf.function(conv, input_signature=[
+        tf.TensorSpec([None, None, None, 8], tf.bfloat16)])
+    for fn in (conv, dynamic):
+      outputs = fn(images)
+      self.assertEqual(outputs.dtype, tf.bfloat16)
+      self.assertAllClose(tf.cast(outputs, tf.float32), reference(images),
+                          rtol=1e-2, atol=1e-2)
+    got = loss_and_grads(conv, images)
+    expected = loss_and_grads(reference, images)
+    self.assertAllClose(tf.cast(got[0], tf.float32), expected[0],
+                        rtol=1e-2, atol=2e-2)
+    self.assertAllClose(got[1], expected[1], rtol=1e-2, atol=5e-2)
+    self.assertEqual(dynamic(images[:1, :2]).shape, [1, 2, 7, 6])
+
   def test_no_bias_by_default(self):
     conv = layers.Conv2D(3, 5, 3, name="conv")
     self.assertIsNone(conv.bias)
