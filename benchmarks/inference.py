@@ -8,6 +8,13 @@ For ImageNet ResNet-50 and CIFAR ResNet-20 it measures images/s of
   directly on the same multi-scale views of each image.
 The overhead is what the export adds: (bare rate / export rate) - 1.
 
+It also exports the same network with `--precision=bfloat16` (the network in
+bfloat16, outputs float32) and times its single-view signature against the
+float32 export's on the same JPEGs: the speed-up, and how far the two
+exports' probabilities and top-1 classes agree (randomly initialised nets
+on random images, so this checks agreement, not accuracy). It pays only on
+CPUs whose oneDNN takes bfloat16 (AVX-512 or AMX; `tf_resnet/hardware.py`).
+
   python benchmarks/inference.py [--format=json]
 """
 
@@ -43,6 +50,30 @@ def _rate(fn, images: int, repeats: int) -> float:
   return images * repeats / (time.perf_counter() - began)
 
 
+def _bfloat16_export(net, family, mean, encoded, repeats) -> dict:
+  """The single-view signature of a bfloat16 export beside the float32 one."""
+  labels = [str(i) for i in range(net.num_classes)]
+  exports = {
+      precision: tf.saved_model.load(writer.write(
+          serving_module.for_run(net, family, mean, labels,
+                                 precision=precision), tempfile.mkdtemp()))
+      for precision in ("float32", "bfloat16")}
+  single = {p: e.signatures["predict_single_view"] for p, e in exports.items()}
+  probabilities = {p: fn(image_bytes=encoded)["probabilities"].numpy()
+                   for p, fn in single.items()}
+  rate = _rate(
+      lambda: single["bfloat16"](image_bytes=encoded)["probabilities"].numpy(),
+      len(encoded), repeats)
+  return {
+      "export_single_view_bfloat16": rate,
+      "bfloat16_max_abs_probability_difference": float(np.abs(
+          probabilities["bfloat16"] - probabilities["float32"]).max()),
+      "bfloat16_top1_agreement": float(np.mean(
+          probabilities["bfloat16"].argmax(-1)
+          == probabilities["float32"].argmax(-1))),
+  }
+
+
 def _measure(name, net, family, size, shape, batch, multiscale_images,
              repeats):
   rng = np.random.RandomState(0)
@@ -62,6 +93,7 @@ def _measure(name, net, family, size, shape, batch, multiscale_images,
           lambda: single(image_bytes=encoded)["probabilities"].numpy(),
           batch, repeats),
   }
+  rows.update(_bfloat16_export(net, family, mean, encoded, repeats))
   few = encoded[:multiscale_images]
   scaled = [transforms.multiscale_views(x, tf.constant(mean), encoded=True,
                                         scales=module.scales)
@@ -81,7 +113,10 @@ def _measure(name, net, family, size, shape, batch, multiscale_images,
       "network": name, "single_view_batch": batch,
       "multiscale_images": multiscale_images,
       "scales": list(module.scales),
-      **{k: round(v, 2) for k, v in rows.items()},
+      **{k: round(v, 4) for k, v in rows.items()},
+      "bfloat16_over_float32_export": round(
+          rows["export_single_view_bfloat16"] / rows["export_single_view"],
+          2),
       "single_view_overhead": round(
           rows["bare_single_view"] / rows["export_single_view"] - 1, 3),
       "multiscale_overhead": round(
@@ -108,7 +143,11 @@ def main(argv):
           f"{r['single_view_overhead']:.1%}; multi-scale {r['scales']} "
           f"bare {r['bare_multiscale']} img/s, export "
           f"{r['export_multiscale']} img/s, overhead "
-          f"{r['multiscale_overhead']:.1%}")
+          f"{r['multiscale_overhead']:.1%}; bfloat16 export "
+          f"{r['export_single_view_bfloat16']:.2f} img/s = "
+          f"{r['bfloat16_over_float32_export']}x float32's (top-1 agreement "
+          f"{r['bfloat16_top1_agreement']:.1%}, max |p diff| "
+          f"{r['bfloat16_max_abs_probability_difference']:.3f})")
 
 
 if __name__ == "__main__":
