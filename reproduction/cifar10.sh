@@ -17,6 +17,8 @@
 # (default 300) seconds, and rerunning the script resumes every unfinished run
 # from its last checkpoint. PRECISION (default float32) picks --precision.
 # OUT_DIR inside the work tree is best kept under runs/, which git ignores.
+# A session's processes and ignored files end with it: reproduction/park_runs.sh
+# stops the runs and copies what resuming needs into a folder to commit.
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
