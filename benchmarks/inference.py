@@ -11,8 +11,9 @@ The overhead is what the export adds: (bare rate / export rate) - 1.
 It also exports the same network with `--precision=bfloat16` (the network in
 bfloat16, outputs float32) and times its single-view signature against the
 float32 export's on the same JPEGs: the speed-up, and how far the two
-exports' probabilities and top-1 classes agree (randomly initialised nets
-on random images, so this checks agreement, not accuracy). It pays only on
+exports' probabilities and top-1 classes agree (randomly initialised nets,
+their batch-norm statistics set from the images, on random images: this
+checks agreement, not accuracy). It pays only on
 CPUs whose oneDNN takes bfloat16 (AVX-512 or AMX; `tf_resnet/hardware.py`).
 
   python benchmarks/inference.py [--format=json]
@@ -50,8 +51,16 @@ def _rate(fn, images: int, repeats: int) -> float:
   return images * repeats / (time.perf_counter() - began)
 
 
-def _bfloat16_export(net, family, mean, encoded, repeats) -> dict:
-  """The single-view signature of a bfloat16 export beside the float32 one."""
+def _bfloat16_export(net, family, mean, encoded, views, repeats) -> dict:
+  """The single-view signature of a bfloat16 export beside the float32 one.
+
+  The network's moving statistics are first set from these images (twenty
+  training-mode passes), as training would leave them: a fresh network's
+  unit statistics on raw pixels saturate the softmax, and agreement between
+  one-hot outputs says little.
+  """
+  for _ in range(20):
+    net(views, is_training=True)
   labels = [str(i) for i in range(net.num_classes)]
   exports = {
       precision: tf.saved_model.load(writer.write(
@@ -93,7 +102,7 @@ def _measure(name, net, family, size, shape, batch, multiscale_images,
           lambda: single(image_bytes=encoded)["probabilities"].numpy(),
           batch, repeats),
   }
-  rows.update(_bfloat16_export(net, family, mean, encoded, repeats))
+  rows.update(_bfloat16_export(net, family, mean, encoded, views, repeats))
   few = encoded[:multiscale_images]
   scaled = [transforms.multiscale_views(x, tf.constant(mean), encoded=True,
                                         scales=module.scales)
