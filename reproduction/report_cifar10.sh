@@ -5,6 +5,9 @@
 #
 #   reproduction/report_cifar10.sh OUT_DIR [NET ...]
 #
+# DEST (default docs/reproduction) is where the figures, tables and logs go:
+# one folder per budget, e.g. DEST=docs/reproduction/16k for the
+# 16,000-iteration runs.
 # Fig. 7's layer responses are measured from each run's latest checkpoint on
 # the test split of the data set the run was trained on.
 set -euo pipefail
@@ -21,7 +24,9 @@ if [[ ${#nets[@]} -eq 0 ]]; then
 fi
 python=${PYTHON:-python}
 repo=$(cd "$(dirname "$0")/.." && pwd)
-dest=$repo/docs/reproduction
+dest=${DEST:-$repo/docs/reproduction}
+mkdir -p "$dest"
+dest=$(cd "$dest" && pwd)  # The plotting tool runs from the repository.
 
 run_dirs=()
 for net in "${nets[@]}"; do
