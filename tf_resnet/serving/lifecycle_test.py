@@ -99,9 +99,12 @@ class SwapUnderBatchedLoadTest(tf.test.TestCase):
     params = options.BatchingParameters(max_batch_size=8,
                                         batch_timeout_micros=50_000,
                                         num_batch_threads=2)
+    # Room for more calls than the 6 clients: a client's next call can
+    # reach the server before its previous one is counted out, and the
+    # in-flight limit (tested on its own) is not what this test is about.
     srv = grpc_server.Server(model_config.single_model_config("m", base), port=0,
                              poll_seconds=0.1, log_requests=False,
-                             batching=params)
+                             batching=params, max_concurrent_rpcs=64)
     self.addCleanup(srv.stop, 1)
     channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
     self.addCleanup(channel.close)
