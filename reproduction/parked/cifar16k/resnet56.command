@@ -1,0 +1,1 @@
+/work/main/.venv/bin/python -m tf_resnet.train --flagfile=/work/main/flags/resnet56_cifar10.flags --dataset=folder:/work/main/runs/cifar10 --holdout=5000 --monitor_test --train_steps=16000 --lr_boundaries=8000,12000 --eval_every_steps=500 --checkpoint_every_secs=300 --precision=mixed_bfloat16 --model_dir=/work/main/runs/cifar16k/resnet56
