@@ -42,8 +42,14 @@ class IdentityShortcut(tf.Module):
     outputs = inputs
     if self.stride > 1:
       # A 3x3 convolution with padding 1 and stride s samples its centres at
-      # 0, s, 2s, ...: the subsampled identity takes the same positions.
-      outputs = outputs[:, ::self.stride, ::self.stride, :]
+      # 0, s, 2s, ...: the subsampled identity takes the same positions, here
+      # as a 1x1 average pool with stride s (the mean of one value is that
+      # value, exactly, in every precision). It equals `inputs[:, ::s, ::s]`
+      # but runs in oneDNN's pooling kernels, forward and backward, where
+      # TensorFlow's strided slice and its gradient are single loops several
+      # times slower (benchmarks/train_throughput.py --profile_dir).
+      outputs = tf.nn.avg_pool2d(outputs, ksize=1, strides=self.stride,
+                                 padding="VALID")
     if self.extra_channels:
       outputs = tf.pad(outputs, [[0, 0], [0, 0], [0, 0],
                                  [0, self.extra_channels]])

@@ -149,6 +149,29 @@ class ShortcutTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllEqual(y[..., :2], x.numpy()[:, ::2, ::2, :])
     self.assertAllEqual(y[..., 2:], np.zeros([2, 2, 2, 3]))
 
+  @parameterized.product(dtype=("float32", "bfloat16"), size=(7, 8),
+                         stride=(2, 3))
+  def test_option_a_takes_the_strided_convolutions_centres(self, dtype, size,
+                                                           stride):
+    # Exactly x[:, ::s, ::s] (the centres of a 3x3, pad-1 convolution with
+    # stride s), forward and backward, in both precisions and on odd sizes.
+    shortcut = blocks.IdentityShortcut(3, 3, stride=stride)
+    x = tf.cast(tf.random.stateless_normal([2, size, size, 3], seed=[1, 2]),
+                dtype)
+    weights = tf.random.stateless_normal(
+        [2, -(-size // stride), -(-size // stride), 3], seed=[3, 4])
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = shortcut(x, is_training=True)
+      loss = tf.reduce_sum(tf.cast(y, tf.float32) * weights)
+    expected_y = x.numpy()[:, ::stride, ::stride, :]
+    self.assertEqual(y.dtype, x.dtype)
+    self.assertAllEqual(tf.cast(y, tf.float32), expected_y.astype(np.float32))
+    expected_grad = np.zeros([2, size, size, 3], np.float32)
+    expected_grad[:, ::stride, ::stride, :] = weights.numpy()
+    self.assertAllEqual(tf.cast(tape.gradient(loss, x), tf.float32),
+                        tf.cast(tf.cast(expected_grad, dtype), tf.float32))
+
   def test_residual_block_adds_its_input(self):
     # With its last BN's scale and offset at zero, a residual block's branch
     # outputs zero and the block is ReLU(identity); the plain block outputs 0.
