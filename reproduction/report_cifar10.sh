@@ -25,15 +25,19 @@ fi
 python=${PYTHON:-python}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 dest=${DEST:-$repo/docs/reproduction}
+for net in "${nets[@]}"; do  # Every run is checked before anything is written.
+  for file in config.json metrics.jsonl; do
+    if [[ ! -f $out_dir/$net/$file ]]; then
+      echo "$0: $out_dir/$net has no $file (not started?)" >&2
+      exit 2
+    fi
+  done
+done
 mkdir -p "$dest"
 dest=$(cd "$dest" && pwd)  # The plotting tool runs from the repository.
 
 run_dirs=()
 for net in "${nets[@]}"; do
-  if [[ ! -f $out_dir/$net/metrics.jsonl ]]; then
-    echo "$0: $out_dir/$net has no metrics.jsonl (not started?)" >&2
-    exit 2
-  fi
   mkdir -p "$dest/runs/$net"
   cp "$out_dir/$net/config.json" "$out_dir/$net/metrics.jsonl" \
      "$dest/runs/$net/"
