@@ -215,6 +215,25 @@ class ServingMainTest(absltest.TestCase):
     no_image = processes.run("tf_resnet.serving.client", "/nonexistent.jpg")
     self.assertIn("cannot read /nonexistent.jpg", no_image.stderr)
 
+  def test_a_model_that_cannot_load_fails_the_start(self):
+    # As tensorflow_model_server: the initial load is retried, then the start
+    # fails with ServerCore's status on stdout and main.cc's -1.
+    base = tempfile.mkdtemp()
+    os.makedirs(os.path.join(base, "1"))
+    with open(os.path.join(base, "1", "saved_model.pb"), "wb") as f:
+      f.write(b"not a SavedModel")
+    result = processes.run(
+        "tf_resnet.serving.server", "--port=0", "--model_name=broken",
+        f"--model_base_path={base}", "--max_num_load_retries=1",
+        "--load_retry_interval_micros=0")
+    self.assertEqual(result.returncode, 255, result.stderr[-2000:])
+    self.assertIn(
+        "Failed to start server. Error: UNKNOWN: 1 servable(s) did not "
+        "become available: {{{name: broken version: 1} due to error: UNKNOWN: "
+        "Failed to load version 1 of model broken: ", result.stdout)
+    self.assertNotIn("Serving gRPC", result.stdout)
+    self.assertIn("retry 1 of 1", result.stderr)
+
 
 def _memory_mib(pid: int) -> dict[str, int]:
   """VmRSS and VmHWM (peak RSS) of a process, in MiB."""

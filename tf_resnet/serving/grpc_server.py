@@ -44,7 +44,8 @@ class Server:
                config_file_poll_seconds: float = 0.0,
                health: bool = True,
                rest_options: Optional[http_server.RestOptions] = None,
-               max_concurrent_rpcs: Optional[int] = None):
+               max_concurrent_rpcs: Optional[int] = None,
+               wait_for_models: bool = False):
     """Loads the models and starts serving.
 
     Args:
@@ -75,12 +76,26 @@ class Server:
       max_concurrent_rpcs: gRPC calls in flight (running or waiting for a
         thread); more get RESOURCE_EXHAUSTED, as TF Serving's
         `--grpc_max_threads`. None: as many as `workers`.
+      wait_for_models: open the ports only once every model's newest
+        version serves, retrying failed loads meanwhile, as
+        tensorflow_model_server does (`ModelManager.wait_for_initial_models`);
+        False: serve at once, whatever loaded on the first attempt.
 
     Raises:
       RuntimeError: if a port cannot be bound.
+      manager_lib.ServingError: with `wait_for_models`, when a model's newest
+        version failed its last retry (TF Serving's UNKNOWN "N servable(s) did
+        not become available").
     """
     self.models = manager_lib.ModelManager(config, poll_seconds, batching,
                                            lifecycle)
+    if wait_for_models:
+      self.models.start()  # Retries failed loads while we wait.
+      try:
+        self.models.wait_for_initial_models()
+      except manager_lib.ServingError:
+        self.models.stop()
+        raise
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max_message_bytes),
                *channel_arguments]

@@ -99,6 +99,12 @@ class VersionStatus:
   error_message: str = ""
 
 
+def _code_name(value: int) -> str:
+  """A status code's name (`UNKNOWN`) from its number, as absl::Status prints."""
+  return next((code.name for code in grpc.StatusCode if code.value[0] == value),
+              str(value))
+
+
 def _policy_versions(policy: model_server_config_pb2.ModelConfig,
                      available: Sequence[int]) -> list[int]:
   which = policy.model_version_policy.WhichOneof("policy_choice")
@@ -257,6 +263,16 @@ class ServedModel:
     with self._lock:
       return sorted(self._servables)
 
+  def latest_status(self) -> Optional[tuple[int, VersionStatus]]:
+    """The newest version this model has tried to load, and its state
+    (ServableRequest::Latest as the ServableStateMonitor sees it); None
+    before any version was found."""
+    with self._update_lock:
+      if not self.status:
+        return None
+      version = max(self.status)
+      return version, self.status[version]
+
   def resolve(self, version: Optional[int] = None,
               label: Optional[str] = None) -> servable_lib.Servable:
     """The servable a ModelSpec asks for, or TF Serving's error."""
@@ -405,6 +421,56 @@ class ModelManager:
 
     self._start_thread(loop, "version-poller")
 
+  def wait_for_initial_models(self, log_every_seconds: float = 30.0) -> None:
+    """Blocks until every model's newest version serves or has given up.
+
+    What tensorflow_model_server does before it opens its ports
+    (ServerCore::Create waits for ServableRequest::Latest of every configured
+    model): failed loads are retried meanwhile (call `start` first), a model
+    with no version under its base path yet is waited for, and a version
+    whose last retry failed fails the start.
+
+    Raises:
+      ServingError: UNKNOWN, TF Serving's "N servable(s) did not become
+        available: {{{name: M version: V} due to error: ...}, }" naming every
+        version that ended in error; or CANCELLED if `stop` was called.
+    """
+    next_log = time.monotonic()
+    while True:
+      pending, failed = [], []
+      for model in self.models():
+        latest = model.latest_status()
+        if latest is None or latest[1].state not in (State.AVAILABLE,
+                                                     State.END):
+          pending.append((model, latest))
+        elif latest[1].state == State.END:
+          failed.append((model.name, *latest))
+      if not pending:
+        break
+      if time.monotonic() >= next_log:
+        next_log = time.monotonic() + log_every_seconds
+        for model, latest in pending:
+          if latest is None:
+            _LOG.warning(
+                "No versions of servable %s found under base path %s; "
+                "waiting for one before serving", model.name,
+                model.config.base_path)
+          else:
+            _LOG.info("waiting for model %s version %d to load", model.name,
+                      latest[0])
+      if self._stop.wait(0.05):
+        raise ServingError(grpc.StatusCode.CANCELLED,
+                           "stopped while waiting for the initial models")
+    if failed:
+      described = "".join(
+          f"{{{{name: {name} version: {version}}} due to error: "
+          f"{_code_name(status.error_code)}: "
+          f"{status.error_message}}}, " for name, version, status in failed)
+      raise ServingError(
+          grpc.StatusCode.UNKNOWN,
+          f"{len(failed)} servable(s) did not become available: "
+          f"{{{described}}}")
+
   def watch_config_file(self, path: str, seconds: float) -> None:
     """Reloads the config from `path` every `seconds` (TF Serving's
     --model_config_file_poll_wait_seconds); errors are logged, and the
@@ -438,12 +504,3 @@ class ModelManager:
     if self.scheduler is not None:
       self.scheduler.stop()
 
-
-def wait_until_available(manager: ModelManager, timeout: float = 60.0) -> None:
-  """Blocks until every model serves a version (for start-up)."""
-  deadline = time.monotonic() + timeout
-  while time.monotonic() < deadline:
-    if all(any(s.state == State.AVAILABLE for s in m.status.values())
-           for m in manager.models()):
-      return
-    time.sleep(0.1)

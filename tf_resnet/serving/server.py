@@ -14,8 +14,12 @@ with --rest_api_port, TF Serving's REST API too (rest_api_handler over
 http_server, whose docstring lists the limits and deadlines).
 Versions are numbered subdirectories of the base path, polled every
 --file_system_poll_wait_seconds; a new version is loaded and warmed up before
-it takes traffic. SIGTERM and SIGINT stop accepting requests, drain those in
-flight, and exit.
+it takes traffic. As tensorflow_model_server, the ports open only once the
+newest version of every configured model serves (failed loads are retried
+meanwhile; a model with no version yet is waited for); a version that fails
+its last retry ends the start with `Failed to start server. Error: UNKNOWN:
+N servable(s) did not become available: ...` and exit status 255. SIGTERM
+and SIGINT stop accepting requests, drain those in flight, and exit.
 
 Every flag tensorflow_model_server defines (model_servers/main.cc) is
 accepted; those that mean nothing here (GPU, TPU, TF Lite, ALTS, ...) log one
@@ -376,8 +380,13 @@ def main(argv):
         channel_arguments=channel_arguments,
         config_file=_MODEL_CONFIG_FILE.value,
         config_file_poll_seconds=_MODEL_CONFIG_FILE_POLL.value,
-        health=_ENABLE_HEALTH.value, rest_options=rest)
-  except (RuntimeError, manager_lib.ServingError) as e:
+        health=_ENABLE_HEALTH.value, rest_options=rest, wait_for_models=True)
+  except manager_lib.ServingError as e:
+    # tensorflow_model_server's words and exit status (main.cc returns -1).
+    print(f"Failed to start server. Error: {e.code.name}: {e.message}",
+          flush=True)
+    sys.exit(255)
+  except RuntimeError as e:
     sys.exit(f"error: {e}")
   statuses = {m.name: {v: s.state for v, s in m.status.items()}
               for m in server.models.models()}
