@@ -9,6 +9,13 @@ cuInit: ... CUDA error` at import, which a new user reads as a failure:
 `quiet_tensorflow_logs()` silences it; `--verbosity`/`-v` on the command
 line, or a TF_CPP_MIN_LOG_LEVEL the user set, keep TensorFlow's own logging.
 Python errors are not affected: they still raise with their messages.
+TF_CPP_MIN_LOG_LEVEL does not reach the lines TensorFlow's shared libraries
+print while they load, before absl's logging is initialised (`WARNING: All
+log messages before absl::InitializeLog() ...`, `I0000 ... oneDNN custom
+operations are on`, `Could not find cuda drivers`, twice: two libraries):
+`import_tensorflow(min_level)` imports TensorFlow with its standard error
+captured and writes back everything except absl-format lines below the
+level (and absl's notice about them).
 
 oneDNN. TensorFlow 2.21's x86 build turns its oneDNN kernels on by default
 only on CPUs with the newer neural-network instructions (AVX-512 VNNI/BF16,
@@ -20,17 +27,24 @@ PyTorch, whose CPU convolutions are oneDNN's everywhere, ran the same step at
 is already TensorFlow's default this changes nothing); TF_ENABLE_ONEDNN_OPTS=0
 keeps Eigen.
 
-Nothing here imports TensorFlow.
+Nothing here imports TensorFlow except `import_tensorflow`.
 """
 
+import importlib
 import os
 import platform
 import re
 import sys
+import tempfile
 from typing import Optional, Sequence
 
 # absl's verbosity flag and its short form, as absl parses them.
 _VERBOSITY = re.compile(r"^(--verbosity(=.*)?|-v(=?-?\d+)?)$")
+# A line of absl's C++ log format: severity, date, time, thread, file:line.
+_ABSL_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] ")
+_ABSL_NOTICE = ("WARNING: All log messages before absl::InitializeLog() is "
+                "called are written to STDERR")
+_SEVERITIES = "IWEF"  # TF_CPP_MIN_LOG_LEVEL 0, 1, 2, 3.
 
 
 def quiet_tensorflow_logs(argv: Optional[Sequence[str]] = None) -> bool:
@@ -69,7 +83,53 @@ def use_onednn(machine: Optional[str] = None) -> bool:
   return True
 
 
+def drop_log_lines(text: str, min_level: int) -> str:
+  """`text` without absl-format log lines below `min_level` (0-3, as
+  TF_CPP_MIN_LOG_LEVEL) and without absl's pre-initialisation notice when
+  anything is dropped; every other line is kept as it was."""
+  if min_level <= 0:
+    return text
+  kept = []
+  for line in text.splitlines(keepends=True):
+    match = _ABSL_LINE.match(line)
+    if line.rstrip("\n") == _ABSL_NOTICE or (
+        match and _SEVERITIES.index(match.group(1)) < min_level):
+      continue
+    kept.append(line)
+  return "".join(kept)
+
+
+def import_tensorflow(min_level: int) -> None:
+  """Imports TensorFlow, its load-time log lines below `min_level` dropped.
+
+  Standard error (file descriptor 2, where TensorFlow's C++ code writes) is
+  captured in a temporary file during the import, then written back through
+  `drop_log_lines`, also when the import fails. Nothing happens if
+  TensorFlow is already imported.
+  """
+  if "tensorflow" in sys.modules:
+    return
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as captured:
+    os.dup2(captured.fileno(), 2)
+    try:
+      importlib.import_module("tensorflow")
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      captured.seek(0)
+      text = captured.read().decode("utf-8", errors="replace")
+      sys.stderr.write(drop_log_lines(text, min_level))
+      sys.stderr.flush()
+
+
 def prepare_tensorflow(argv: Optional[Sequence[str]] = None) -> None:
-  """What every binary does before TensorFlow loads (see the module's doc)."""
-  quiet_tensorflow_logs(argv)
+  """What every binary does before TensorFlow loads (see the module's doc):
+  sets its environment and, when the logs are silenced, imports it with its
+  load-time lines dropped."""
+  quiet = quiet_tensorflow_logs(argv)
   use_onednn()
+  if quiet:
+    import_tensorflow(int(os.environ["TF_CPP_MIN_LOG_LEVEL"]))

@@ -1,6 +1,9 @@
 """The binaries' start-up: TensorFlow's C++ logs silenced unless asked for."""
 
+import io
 import os
+import sys
+import types
 from unittest import mock
 
 from absl.testing import absltest
@@ -37,12 +40,64 @@ class QuietTest(absltest.TestCase):
       self.assertFalse(startup.use_onednn("x86_64"))
       self.assertEqual(os.environ["TF_ENABLE_ONEDNN_OPTS"], "0")
 
-  def test_prepare_does_both(self):
+  def test_prepare_does_both_then_imports_tensorflow_when_quiet(self):
     with mock.patch.dict(os.environ, clear=True), \
-         mock.patch("platform.machine", return_value="x86_64"):
+         mock.patch("platform.machine", return_value="x86_64"), \
+         mock.patch.object(startup, "import_tensorflow") as import_tf:
       startup.prepare_tensorflow(["train"])
       self.assertEqual(os.environ["TF_CPP_MIN_LOG_LEVEL"], "3")
       self.assertEqual(os.environ["TF_ENABLE_ONEDNN_OPTS"], "1")
+      import_tf.assert_called_once_with(3)
+    with mock.patch.dict(os.environ, clear=True), \
+         mock.patch.object(startup, "import_tensorflow") as import_tf:
+      startup.prepare_tensorflow(["train", "--verbosity=0"])
+      import_tf.assert_not_called()  # The user asked for TensorFlow's logs.
+
+
+# What TensorFlow 2.21 writes to standard error while its libraries load.
+_LOAD_TIME = (
+    "WARNING: All log messages before absl::InitializeLog() is called are "
+    "written to STDERR\n"
+    "I0000 00:00:1796222882.203520    7780 port.cc:153] oneDNN custom "
+    "operations are on.\n"
+    "W0000 00:00:1796222882.203831    7780 some.cc:31] a warning\n"
+    "E0000 00:00:1796222882.203831    7780 cuda_platform.cc:52] failed call "
+    "to cuInit\n"
+    "F1202 14:47:09.123456    7780 fatal.cc:1] the end\n"
+    "Traceback (most recent call last):\n"
+    "ImportError: I0000 is not an absl line here\n")
+
+
+class LoadTimeLinesTest(absltest.TestCase):
+
+  def test_drops_absl_lines_below_the_level_and_keeps_the_rest(self):
+    lines = lambda level: startup.drop_log_lines(_LOAD_TIME, level).split(
+        "\n")[:-1]
+    self.assertEqual(startup.drop_log_lines(_LOAD_TIME, 0), _LOAD_TIME)
+    self.assertEqual([l[:5] for l in lines(1)],
+                     ["W0000", "E0000", "F1202", "Trace", "Impor"])
+    self.assertEqual([l[:5] for l in lines(2)],
+                     ["E0000", "F1202", "Trace", "Impor"])
+    self.assertEqual([l[:5] for l in lines(3)], ["F1202", "Trace", "Impor"])
+
+  def test_import_writes_back_what_it_keeps_even_when_the_import_fails(self):
+    def failing_import(name):
+      self.assertEqual(name, "tensorflow")
+      os.write(2, _LOAD_TIME.encode())  # As C++ code writes: file descriptor 2.
+      raise ImportError("no TensorFlow")
+
+    stderr = io.StringIO()
+    with mock.patch.dict(sys.modules), \
+         mock.patch.object(startup, "importlib",
+                           types.SimpleNamespace(import_module=failing_import)), \
+         mock.patch("sys.stderr", stderr):
+      sys.modules.pop("tensorflow", None)
+      with self.assertRaisesRegex(ImportError, "no TensorFlow"):
+        startup.import_tensorflow(3)
+    self.assertEqual(stderr.getvalue(),
+                     startup.drop_log_lines(_LOAD_TIME, 3))
+    self.assertIn("Traceback", stderr.getvalue())
+    os.write(2, b"")  # File descriptor 2 is usable again.
 
   def test_a_binary_prints_no_tensorflow_errors_on_a_cpu_machine(self):
     env = {k: v for k, v in processes.env().items()
@@ -51,6 +106,7 @@ class QuietTest(absltest.TestCase):
                           "--format=json", env=env)
     self.assertEqual(quiet.returncode, 0, quiet.stderr)
     self.assertNotRegex(quiet.stderr, r"(?m)^E0000|cuInit")
+    self.assertNotRegex(quiet.stderr, r"(?m)^I0000|absl::InitializeLog")
     loud = processes.run("tf_resnet.summary", "--depth=18", "--format=json",
                          "--verbosity=0", env=env)
     self.assertEqual(loud.returncode, 0, loud.stderr)

@@ -16,12 +16,18 @@ import sys
 import urllib.error
 import urllib.request
 
+from tf_resnet import startup
+
+startup.prepare_tensorflow()  # tensorflow_serving.apis imports TensorFlow.
+
+# pylint: disable=g-import-not-at-top,g-bad-import-order
 from absl import app
 from absl import flags
 import grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from tf_resnet.serving import protocol
+# pylint: enable=g-import-not-at-top,g-bad-import-order
 
 _SERVER = flags.DEFINE_string("server", "localhost:8500", "HOST:PORT.")
 _MODEL_NAME = flags.DEFINE_string("model_name", "default", "Model name.")
