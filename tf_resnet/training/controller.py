@@ -12,7 +12,7 @@ only; without one, the test split is evaluated and logged, never selected on.
 import dataclasses
 import signal
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from tf_resnet.training import actions as actions_lib
 from tf_resnet.training import checkpoints
@@ -78,7 +78,8 @@ class Controller:
                progress: progress_lib.Progress,
                validation_split: Optional[str],
                monitor_test: bool = False,
-               actions: Sequence[actions_lib.Action] = ()):
+               actions: Sequence[actions_lib.Action] = (),
+               clock: Callable[[], float] = time.monotonic):
     """Constructs the controller.
 
     Args:
@@ -93,6 +94,7 @@ class Controller:
       monitor_test: with a validation split, also evaluate the test split
         at every evaluation (logged as `test`; never decides anything).
       actions: run after each validation and at the end.
+      clock: seconds, for the ETA (a test's scripted clock).
     """
     self.trainer = trainer
     self.cadence = cadence
@@ -102,6 +104,8 @@ class Controller:
     self.validation_split = validation_split
     self.monitor_test = monitor_test and validation_split is not None
     self.actions = list(actions)
+    self._clock = clock
+    self._started: Optional[tuple[float, int]] = None  # (time, step).
 
   def _next_stop(self, step: int) -> int:
     c = self.cadence
@@ -153,12 +157,9 @@ class Controller:
           f"{e}; training stopped. The last good checkpoint is "
           f"{self.checkpointer.latest or run_dir.NO_CHECKPOINT}; lower "
           "--learning_rate or check the data.") from None
-    batch = trainer.config.input.global_batch_size
-    rate = metrics.images_per_sec
     self.progress.show(metrics.step, metrics.loss, metrics.train_error,
-                       metrics.learning_rate, rate,
-                       (self.cadence.train_steps - metrics.step) * batch
-                       / max(rate, 1e-9))
+                       metrics.learning_rate, metrics.images_per_sec,
+                       self._eta_secs(metrics.step))
     self.writer.write("train", metrics.step, metrics.to_json())
     warmup = trainer.warmup
     if warmup is not None and warmup.observe_train_error(
@@ -168,6 +169,15 @@ class Controller:
           "is below the warm-up threshold; learning rate back to "
           f"{trainer.config.schedule.learning_rate}")
     return metrics.step
+
+  def _eta_secs(self, step: int) -> float:
+    """The time left at the pace since this run started: wall-clock seconds
+    per step including evaluations and saves (what the user waits for), so
+    one slow interval or an evaluation does not swing it."""
+    started_at, start_step = self._started
+    done = step - start_step
+    elapsed = self._clock() - started_at
+    return (self.cadence.train_steps - step) * elapsed / max(done, 1)
 
   def run(self, restored: Optional[str] = None) -> RunResult:
     """Trains to the end, or until a signal; saves on the way.
@@ -184,6 +194,7 @@ class Controller:
     """
     c = self.cadence
     start = step = self.trainer.step
+    self._started = (self._clock(), start)
     result = RunResult(step=start, checkpoint=restored,
                        model=self.trainer.model)
     last_save = time.time()

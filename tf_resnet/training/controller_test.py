@@ -19,8 +19,9 @@ from tf_resnet.training import writers
 class _Trainer:
   """Counts steps; scripted errors; sends itself a signal when told to."""
 
-  def __init__(self, errors, signal_at=None, plateau=None):
+  def __init__(self, errors, signal_at=None, plateau=None, clock=None):
     self.step = 0
+    self.clock = clock
     self.strategy = tf.distribute.get_strategy()
     self.model = object()
     self.config = types.SimpleNamespace(
@@ -39,12 +40,16 @@ class _Trainer:
         self.step + num_steps):
       os.kill(os.getpid(), signal.SIGTERM)  # Arrives mid-call.
     self.step += num_steps
+    if self.clock is not None:
+      self.clock.now += num_steps  # A second a step.
     return trainer_lib.TrainMetrics(step=self.step, loss=1.0,
                                     train_error=0.5, learning_rate=0.1,
                                     images_per_sec=100.0, seconds=0.1)
 
   def evaluate(self, split):
     self.evaluated.append((self.step, split))
+    if self.clock is not None:
+      self.clock.now += 5  # An evaluation takes five steps' time.
     error = self._errors.pop(0)
     return evaluation.EvalResult(error, error / 2, 10)
 
@@ -73,6 +78,15 @@ class _Recorder(actions.Action):
     self.ends.append(step)
 
 
+class _Clock:
+
+  def __init__(self, now=100.0):
+    self.now = now
+
+  def time(self):
+    return self.now
+
+
 def _run(trainer, *, validation="holdout", restored=None, **cadence):
   saver, recorder, out = _Saver(), _Recorder(), io.StringIO()
   values = dict(train_steps=10, steps_per_loop=3)
@@ -81,7 +95,8 @@ def _run(trainer, *, validation="holdout", restored=None, **cadence):
       trainer, cadence=controller_lib.Cadence(**values), checkpointer=saver,
       writer=writers.create_writer("/nonexistent", just_logging=True),
       progress=progress.Progress(values["train_steps"], out),
-      validation_split=validation, actions=[recorder])
+      validation_split=validation, actions=[recorder],
+      clock=(trainer.clock or _Clock()).time)
   return controller.run(restored), saver, recorder, out.getvalue()
 
 
@@ -101,6 +116,17 @@ class ControllerTest(tf.test.TestCase):
     self.assertEqual(recorder.ends, [10])
     self.assertEqual((result.step, result.checkpoint), (10, "ckpt-10"))
     self.assertAllClose(trainer.best_error, 0.4)
+
+  def test_the_eta_is_the_pace_since_the_start_evaluations_included(self):
+    # A second a step, five per evaluation: after 5 steps (5 s) 15 are left
+    # at 1 s each; after 10 (15 s, one evaluation) 10 at 1.5 s; after 15
+    # (25 s) 5 at 5/3 s. Not the interval's training rate (0.04 s a step).
+    trainer = _Trainer(errors=[0.5, 0.4, 0.3, 0.2], clock=_Clock())
+    *_, text = _run(trainer, train_steps=20, steps_per_loop=5,
+                    eval_every_steps=5)
+    self.assertEqual([line.split("ETA ")[1] for line in text.splitlines()
+                      if "ETA" in line],
+                     ["0:00:15", "0:00:15", "0:00:08", "0:00:00"])
 
   def test_without_validation_split_nothing_is_decided(self):
     plateau = types.SimpleNamespace(observed=[])
