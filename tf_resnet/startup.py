@@ -110,7 +110,11 @@ def import_tensorflow(min_level: int) -> None:
   if "tensorflow" in sys.modules:
     return
   sys.stderr.flush()
-  saved = os.dup(2)
+  try:
+    saved = os.dup(2)
+  except OSError:  # No standard error (closed): nothing to filter.
+    importlib.import_module("tensorflow")
+    return
   with tempfile.TemporaryFile() as captured:
     os.dup2(captured.fileno(), 2)
     try:
