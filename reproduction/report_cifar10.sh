@@ -18,6 +18,11 @@ if [[ $# -lt 1 ]]; then
 fi
 out_dir=$1
 shift
+if [[ -d $out_dir ]]; then
+  # The runs' checkpoint indexes name files relative to the runs; the
+  # plotting tool runs from the repository.
+  out_dir=$(cd "$out_dir" && pwd)
+fi
 nets=("$@")
 if [[ ${#nets[@]} -eq 0 ]]; then
   nets=(plain20 plain56 resnet20 resnet56)
