@@ -40,12 +40,11 @@ from tf_resnet import startup  # pylint: disable=g-import-not-at-top
 # TensorFlow's errors stay visible to operators (level 2, not the other
 # binaries' 3); its load-time INFO and WARNING lines do not, unless
 # TF_CPP_MIN_LOG_LEVEL says otherwise.
-if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
-  os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-  startup.use_onednn()
+_QUIET = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+startup.use_onednn()
+if _QUIET:
   startup.import_tensorflow(2)
-else:
-  startup.use_onednn()
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
