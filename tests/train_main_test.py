@@ -153,6 +153,9 @@ class TrainMainTest(parameterized.TestCase):
     # The killed run logged steps 5, 10, ... up to the last printed one (its
     # record may not have been written); the resumed run continues from the
     # checkpoint, never repeating a step at or before it.
+    # Each process logged where it started.
+    self.assertEqual([r["step"] for r in _metrics(model_dir, "start")],
+                     [0, resumed_at])
     steps = [r["step"] for r in _metrics(model_dir, "train")]
     first_run = steps[:-len(resumed_steps)]
     self.assertEqual(steps[-len(resumed_steps):], resumed_steps)

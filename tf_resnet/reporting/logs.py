@@ -4,7 +4,8 @@
 line to `metrics.jsonl` per logging interval (`"kind": "train"`: the loss,
 training error, learning rate and speed of the steps since the last line) and
 per evaluation (`"eval"`: the validation split; `"test"`: the test split,
-with `--monitor_test`). Everything the figures and tables of
+with `--monitor_test`), after a `"start"` line from each process of the run
+(the step it began at and when). Everything the figures and tables of
 docs/reproduction.md show is read from these two files, by this module.
 """
 
@@ -58,7 +59,10 @@ class RunLog:
     test_error: top-1 error on the test split at each evaluation, when the
       run monitored it (or when the test split was its validation split).
     train_seconds: time spent in training steps, from the logged speeds.
-    elapsed_seconds: from the start of the run to its last log line.
+    elapsed_seconds: the time the run's processes ran, evaluations
+      included: from each process's start to its last log line. For a log
+      from before processes logged their start, from the run's (estimated)
+      start to its last line, time stopped between processes included.
     resumed: whether the log shows the run stopping and resuming.
   """
 
@@ -116,6 +120,60 @@ def _curve(records: list[dict], key: str) -> Curve:
   return Curve(steps, tuple(by_step[s] for s in steps))
 
 
+def _timing(in_order: list[dict], *, batch: int,
+            per_line: int) -> tuple[float, float, bool]:
+  """(train_seconds, elapsed_seconds, resumed) of a log's records.
+
+  Each process of the run logged a `start` record (its first step and
+  time) before its lines, so its running time is from there to its last
+  line, and the time a run spent stopped between processes is not counted.
+  Logs from before `start` records existed hold one segment whose start is
+  estimated from its first line's speed; a restart in them shows only as a
+  step logged again, and its stopped time is counted.
+  """
+  segments = []  # [start record or None, records...] per process.
+  for record in in_order:
+    if record["kind"] == run_dir.START_RECORD:
+      segments.append([record])
+    elif segments:
+      segments[-1].append(record)
+    else:
+      segments.append([None, record])
+  train_seconds = elapsed_seconds = 0.0
+  previous_step, resumed = 0, False
+  for number, (start, *lines) in enumerate(segments):
+    if start is not None:
+      previous_step = int(start["step"])
+      resumed = resumed or number > 0 or previous_step > 0
+    train = [r for r in lines if r["kind"] == "train"]
+    for record in train:
+      step = int(record["step"])
+      if step <= previous_step:
+        # Restarted from a checkpoint before this step (a log without
+        # `start` records): the line covers at most one logging interval.
+        resumed = True
+        previous_step = max(step - per_line, 0)
+      rate = float(record.get("images_per_sec") or 0.0)
+      if rate > 0:
+        train_seconds += (step - previous_step) * batch / rate
+      previous_step = step
+    if not lines:
+      continue  # Stopped before its first line: no time to go by.
+    if start is not None:
+      began = float(start["time"])
+    elif train:
+      # The first line comes after the first interval's steps: their time
+      # is known from that line's speed.
+      first = train[0]
+      rate = float(first.get("images_per_sec") or 0.0)
+      began = float(first["time"]) - (int(first["step"]) * batch / rate
+                                      if rate > 0 else 0.0)
+    else:
+      began = min(float(r["time"]) for r in lines)
+    elapsed_seconds += max(float(r["time"]) for r in lines) - began
+  return train_seconds, elapsed_seconds, resumed
+
+
 def read_run(model_dir: str) -> RunLog:
   """Reads a run directory's config and metrics log.
 
@@ -138,6 +196,8 @@ def read_run(model_dir: str) -> RunLog:
     raise RunLogError(f"{config_path} is not a tf_resnet.train config: "
                       f"{e!r}") from None
   records = {"train": [], "eval": [], "test": []}
+  # Every record in file order, each process's lines after its `start`.
+  in_order = []
   with open(metrics_path) as f:
     for number, line in enumerate(f, 1):
       if not line.strip():
@@ -155,32 +215,14 @@ def read_run(model_dir: str) -> RunLog:
       kind = record.get("kind")
       if kind in records:
         records[kind].append(record)
+      if kind in records or kind == run_dir.START_RECORD:
+        in_order.append(record)
   train = records["train"]
   if not train:
     raise RunLogError(f"{metrics_path} has no training record yet")
-
-  batch = int(config["input"]["global_batch_size"])
-  per_line = int(config.get("steps_per_loop", 100))
-  train_seconds, previous_step, resumed = 0.0, 0, False
-  for record in train:
-    step = int(record["step"])
-    if step <= previous_step:
-      # Restarted from a checkpoint before this step: the line covers at
-      # most one logging interval.
-      resumed = True
-      previous_step = max(step - per_line, 0)
-    rate = float(record.get("images_per_sec") or 0.0)
-    if rate > 0:
-      train_seconds += (step - previous_step) * batch / rate
-    previous_step = step
-  first = train[0]
-  # The first line comes after the first interval's steps: their time is
-  # known from that line's speed.
-  first_rate = float(first.get("images_per_sec") or 0.0)
-  start = float(first["time"]) - (int(first["step"]) * batch / first_rate
-                                  if first_rate > 0 else 0.0)
-  every_record = train + records["eval"] + records["test"]
-  end = max(float(r["time"]) for r in every_record)
+  train_seconds, elapsed_seconds, resumed = _timing(
+      in_order, batch=int(config["input"]["global_batch_size"]),
+      per_line=int(config.get("steps_per_loop", 100)))
 
   validation = _curve(records["eval"], "top1_error")
   test = _curve(records["test"], "top1_error")
@@ -192,5 +234,5 @@ def read_run(model_dir: str) -> RunLog:
       config=config, train_error=_curve(train, "train_error"),
       loss=_curve(train, "loss"), learning_rate=_curve(train, "learning_rate"),
       validation_error=validation, test_error=test,
-      train_seconds=train_seconds, elapsed_seconds=end - start,
+      train_seconds=train_seconds, elapsed_seconds=elapsed_seconds,
       resumed=resumed)

@@ -54,6 +54,44 @@ class ReadRunTest(absltest.TestCase):
     self.assertEqual(run.train_error.values, (0.8, 0.7, 0.65, 0.5))
     self.assertAlmostEqual(run.train_seconds, 25.0)  # Five 50-step lines.
 
+  def test_time_stopped_between_processes_is_not_elapsed(self):
+    # The first process logged 50..150 and was killed; the checkpoint was at
+    # 100; the second began there over an hour later.
+    d = testing.write_run(
+        os.path.join(self.root, "r"), starts=[(0, 1000.0), (100, 5000.0)],
+        train=[(50, 0.8, 100.0, 1005.0), (100, 0.7, 100.0, 1010.0),
+               (150, 0.6, 100.0, 1015.0), (150, 0.65, 100.0, 5005.0),
+               (200, 0.5, 100.0, 5010.0)],
+        evals=[(100, 0.55, 1012.0)])
+    run = logs.read_run(d)
+    self.assertTrue(run.resumed)
+    self.assertEqual(run.train_error.values, (0.8, 0.7, 0.65, 0.5))
+    # 15 s then 10 s, each from its process's start to its last line.
+    self.assertAlmostEqual(run.elapsed_seconds, 25.0)
+    # Steps 0-150 then 100-200, 50 steps of batch 10 at 100 images/s a line.
+    self.assertAlmostEqual(run.train_seconds, 25.0)
+
+  def test_a_process_that_logged_nothing_adds_no_time(self):
+    d = testing.write_run(
+        os.path.join(self.root, "r"), starts=[(0, 10.0), (0, 500.0)],
+        train=[(50, 0.8, 100.0, 505.0)])
+    run = logs.read_run(d)
+    self.assertAlmostEqual(run.elapsed_seconds, 5.0)
+    self.assertTrue(run.resumed)
+
+  def test_a_log_begun_without_start_lines_and_resumed_with_them(self):
+    # An older process (no start line; its start estimated from its first
+    # line's speed: 5 s before it) then a newer one from step 100.
+    d = testing.write_run(
+        os.path.join(self.root, "r"), starts=[(100, 100.0)],
+        train=[(50, 0.8, 100.0, 5.0), (100, 0.7, 100.0, 10.0),
+               (150, 0.6, 100.0, 15.0), (150, 0.65, 100.0, 105.0),
+               (200, 0.5, 100.0, 110.0)])
+    run = logs.read_run(d)
+    self.assertTrue(run.resumed)
+    self.assertAlmostEqual(run.elapsed_seconds, 15.0 + 10.0)
+    self.assertAlmostEqual(run.train_seconds, 25.0)
+
   def test_without_a_holdout_the_validation_split_was_the_test_split(self):
     d = testing.write_run(os.path.join(self.root, "r"), holdout=0,
                           train=[(50, 0.5, 10.0, 1.0)],

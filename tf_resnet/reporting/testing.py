@@ -9,7 +9,7 @@ def write_run(model_dir: str, *, architecture: str = "resnet", depth: int = 20,
               train_steps: int = 300, batch: int = 10, holdout: int = 50,
               boundaries=(150, 225), train: Optional[list] = None,
               evals: Optional[list] = None, tests: Optional[list] = None,
-              tail: str = "") -> str:
+              starts: Optional[list] = None, tail: str = "") -> str:
   """Writes `config.json` and `metrics.jsonl` as tf_resnet.train does.
 
   Args:
@@ -17,6 +17,8 @@ def write_run(model_dir: str, *, architecture: str = "resnet", depth: int = 20,
     architecture, depth, train_steps, batch, holdout, boundaries: the config.
     train: (step, train_error, images_per_sec, time) per training line.
     evals / tests: (step, top1_error, time) per validation / test line.
+    starts: (step, time) per process's `start` line (none: a log from
+      before processes logged their start).
     tail: appended raw to the log (e.g. a partial line).
 
   Returns:
@@ -45,7 +47,10 @@ def write_run(model_dir: str, *, architecture: str = "resnet", depth: int = 20,
       lines.append({"kind": kind, "step": step, "time": time,
                     "top1_error": error, "top5_error": error / 2,
                     "examples": 50.0})
-  lines.sort(key=lambda r: r["time"])
+  for step, time in starts or ():
+    lines.append({"kind": "start", "step": step, "time": time})
+  # In time order; a start before a line of the same time.
+  lines.sort(key=lambda r: (r["time"], r["kind"] != "start"))
   with open(os.path.join(model_dir, "metrics.jsonl"), "w") as f:
     for line in lines:
       f.write(json.dumps(line) + "\n")

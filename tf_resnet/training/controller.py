@@ -195,6 +195,8 @@ class Controller:
     c = self.cadence
     start = step = self.trainer.step
     self._started = (self._clock(), start)
+    self.writer.write_record({"kind": run_dir.START_RECORD, "step": start,
+                              "time": time.time()})
     result = RunResult(step=start, checkpoint=restored,
                        model=self.trainer.model)
     last_save = time.time()

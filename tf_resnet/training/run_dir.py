@@ -5,7 +5,8 @@
     config.json       the TrainConfig of the run (rewritten on resume)
     stats.json        the per-pixel mean and RGB components (once)
     labels.txt        one class name per line
-    metrics.jsonl     one JSON line per logged interval and evaluation
+    metrics.jsonl     one JSON line per logged interval and evaluation,
+                      after a `start` line from each process of the run
     ckpt-N.*          the recent checkpoints (tf.train.CheckpointManager)
     best/ckpt-N.*     the checkpoint with the best validation error
     train/ eval/ test/  TensorBoard summaries
@@ -33,6 +34,9 @@ from tf_resnet.training import config as config_lib
 CONFIG_FILE = "config.json"
 STATS_FILE = "stats.json"
 METRICS_FILE = "metrics.jsonl"
+# The kind of metrics.jsonl's line that a process writes before its first
+# step: its step and time, so readers count only the time the run ran.
+START_RECORD = "start"
 LABELS_FILE = "labels.txt"
 BEST_DIR = "best"
 DAMAGED_DIR = "damaged"
