@@ -86,7 +86,10 @@ class InitialLoadTest(tf.test.TestCase):
     models = self._models(model_config.single_model_config("m", base),
                           retries=100, interval=0.05)
     self.assertEqual(models.model("m").status[1].state, State.LOADING)
-    waiter = threading.Thread(target=models.wait_for_initial_models)
+    # With the next progress log an hour away, only the retry's own
+    # notice can end the wait.
+    waiter = threading.Thread(target=models.wait_for_initial_models,
+                              kwargs={"log_every_seconds": 3600})
     waiter.start()
     waiter.join(0.5)
     self.assertTrue(waiter.is_alive())  # Still retrying: still waiting.
@@ -134,7 +137,7 @@ class InitialLoadTest(tf.test.TestCase):
         "m", tempfile.mkdtemp()), retries=0)
     threading.Timer(0.3, models.stop).start()
     with self.assertRaises(manager.ServingError) as raised:
-      models.wait_for_initial_models()
+      models.wait_for_initial_models(log_every_seconds=3600)
     self.assertEqual(raised.exception.code, grpc.StatusCode.CANCELLED)
 
 

@@ -329,6 +329,10 @@ class ModelManager:
     self._update_lock = threading.RLock()  # Serializes reloads and polls.
     self._stop = threading.Event()
     self._wake = threading.Event()
+    # Counts finished polls and reloads, the only places versions change
+    # state, so a waiter sleeps until there is something new to look at.
+    self._changed = threading.Condition()
+    self._changes = 0
     self._threads: list[threading.Thread] = []
     self.reload(config)
 
@@ -361,6 +365,12 @@ class ModelManager:
       for model in removed:
         model.unload_all()
     self._wake.set()  # New retries may be due.
+    self._notify_change()
+
+  def _notify_change(self) -> None:
+    with self._changed:
+      self._changes += 1
+      self._changed.notify_all()
 
   def _check_labels(self, config) -> None:
     if self.lifecycle.allow_version_labels_for_unavailable_models:
@@ -391,9 +401,12 @@ class ModelManager:
       return list(self._models.values())
 
   def poll_once(self) -> None:
-    with self._update_lock:
-      for model in self.models():
-        model.update()
+    try:
+      with self._update_lock:
+        for model in self.models():
+          model.update()
+    finally:
+      self._notify_change()
 
   def _next_wait(self) -> Optional[float]:
     due = [m.next_retry() for m in self.models()]
@@ -437,6 +450,8 @@ class ModelManager:
     """
     next_log = time.monotonic()
     while True:
+      with self._changed:
+        seen = self._changes
       pending, failed = [], []
       for model in self.models():
         latest = model.latest_status()
@@ -458,7 +473,11 @@ class ModelManager:
           else:
             _LOG.info("waiting for model %s version %d to load", model.name,
                       latest[0])
-      if self._stop.wait(0.05):
+      with self._changed:
+        self._changed.wait_for(
+            lambda: self._changes != seen or self._stop.is_set(),
+            timeout=max(0.0, next_log - time.monotonic()))
+      if self._stop.is_set():
         raise ServingError(grpc.StatusCode.CANCELLED,
                            "stopped while waiting for the initial models")
     if failed:
@@ -499,6 +518,7 @@ class ModelManager:
     """Stops polling, and fails requests still queued for batching."""
     self._stop.set()
     self._wake.set()
+    self._notify_change()
     for thread in self._threads:
       thread.join(timeout=10)
     if self.scheduler is not None:
