@@ -13,6 +13,7 @@ from absl.testing import absltest
 import grpc
 from grpc_health.v1 import health_pb2
 from grpc_health.v1 import health_pb2_grpc
+import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from tf_resnet.serving import protocol
@@ -49,14 +50,18 @@ class ServingMainTest(absltest.TestCase):
     monitoring = os.path.join(tempfile.mkdtemp(), "monitoring.config")
     with open(monitoring, "w") as f:
       f.write('prometheus_config { enable: true path: "/metrics" }\n')
-    # The transport flags as tensorflow_model_server takes them.
+    # The transport flags as tensorflow_model_server takes them; the
+    # environment an operator has (no TF_CPP_MIN_LOG_LEVEL).
+    env = {k: v for k, v in processes.env().items()
+           if k != "TF_CPP_MIN_LOG_LEVEL"}
     server = processes.start("tf_resnet.serving.server", f"--port={port}",
                              f"--rest_api_port={rest}", "--model_name=m",
                              f"--model_base_path={self.base}",
                              "--rest_api_num_threads=2",
                              "--rest_api_timeout_in_ms=20000",
                              "--grpc_max_threads=4",
-                             f"--monitoring_config_file={monitoring}")
+                             f"--monitoring_config_file={monitoring}",
+                             env=env)
     try:
       line = server.stdout.readline()
       self.assertIn(f"Serving gRPC on 127.0.0.1:{port}", line)
@@ -98,6 +103,13 @@ class ServingMainTest(absltest.TestCase):
     # One structured line per request.
     self.assertIn("method=Classify model=m version=1 "
                   "signature=serving_default status=OK", err)
+    # No TensorFlow load-time chatter; on a CPU machine, "No GPU" in the
+    # server's words rather than TensorFlow's cuInit error.
+    self.assertNotRegex(err, r"(?m)^[IE]0000 |absl::InitializeLog|"
+                        r"\] failed call to cuInit")
+    if not tf.config.list_physical_devices("GPU"):
+      self.assertRegex(err, r"No GPU( \(CUDA: .+\))?: "
+                       "the models run on the CPU")
 
   def _classify(self, port: int, model: str):
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:

@@ -27,16 +27,25 @@ PyTorch, whose CPU convolutions are oneDNN's everywhere, ran the same step at
 is already TensorFlow's default this changes nothing); TF_ENABLE_ONEDNN_OPTS=0
 keeps Eigen.
 
-Nothing here imports TensorFlow except `import_tensorflow`.
+Devices. The server keeps TensorFlow's errors visible (level 2), so its
+first device query printed `E0000 ... failed call to cuInit: ... CUDA error`
+on every CPU-only machine; `find_gpus()` makes that query with standard
+error captured and, when there is no GPU, hands the line back to be said as
+"no GPU" instead. It has to come before absl's `app.run`: importing
+TensorFlow imports `tensorflow.python.distribute.combinations`, which
+registers an `app.call_after_init` hook that counts the GPUs.
+
+Nothing here imports TensorFlow except `import_tensorflow` and `find_gpus`.
 """
 
+import contextlib
 import importlib
 import os
 import platform
 import re
 import sys
 import tempfile
-from typing import Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 # absl's verbosity flag and its short form, as absl parses them.
 _VERBOSITY = re.compile(r"^(--verbosity(=.*)?|-v(=?-?\d+)?)$")
@@ -45,6 +54,9 @@ _ABSL_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] ")
 _ABSL_NOTICE = ("WARNING: All log messages before absl::InitializeLog() is "
                 "called are written to STDERR")
 _SEVERITIES = "IWEF"  # TF_CPP_MIN_LOG_LEVEL 0, 1, 2, 3.
+# TensorFlow's CUDA platform on a machine without a usable CUDA driver.
+_CUINIT_ERROR = re.compile(
+    r"^E\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] failed call to cuInit: (.*)$")
 
 
 def quiet_tensorflow_logs(argv: Optional[Sequence[str]] = None) -> bool:
@@ -99,34 +111,81 @@ def drop_log_lines(text: str, min_level: int) -> str:
   return "".join(kept)
 
 
-def import_tensorflow(min_level: int) -> None:
-  """Imports TensorFlow, its load-time log lines below `min_level` dropped.
-
-  Standard error (file descriptor 2, where TensorFlow's C++ code writes) is
-  captured in a temporary file during the import, then written back through
-  `drop_log_lines`, also when the import fails. Nothing happens if
-  TensorFlow is already imported.
-  """
-  if "tensorflow" in sys.modules:
-    return
+@contextlib.contextmanager
+def _stderr_rewritten(rewrite: Callable[[str], str]) -> Iterator[None]:
+  """Runs the block with standard error (file descriptor 2, where
+  TensorFlow's C++ code writes) captured in a temporary file, then writes
+  back `rewrite` of what it caught, also when the block raises."""
   sys.stderr.flush()
   try:
     saved = os.dup(2)
-  except OSError:  # No standard error (closed): nothing to filter.
-    importlib.import_module("tensorflow")
+  except OSError:  # No standard error (closed): nothing to rewrite.
+    saved = None
+  if saved is None:
+    yield
     return
   with tempfile.TemporaryFile() as captured:
     os.dup2(captured.fileno(), 2)
     try:
-      importlib.import_module("tensorflow")
+      yield
     finally:
       sys.stderr.flush()
       os.dup2(saved, 2)
       os.close(saved)
       captured.seek(0)
-      text = captured.read().decode("utf-8", errors="replace")
-      sys.stderr.write(drop_log_lines(text, min_level))
+      sys.stderr.write(
+          rewrite(captured.read().decode("utf-8", errors="replace")))
       sys.stderr.flush()
+
+
+def import_tensorflow(min_level: int) -> None:
+  """Imports TensorFlow, its load-time log lines below `min_level` dropped
+  (`drop_log_lines`); a failing import's lines are all kept. Nothing happens
+  if TensorFlow is already imported."""
+  if "tensorflow" in sys.modules:
+    return
+  with _stderr_rewritten(lambda text: drop_log_lines(text, min_level)):
+    importlib.import_module("tensorflow")
+
+
+def split_cuinit_error(text: str) -> tuple[str, Optional[str]]:
+  """`text` without TensorFlow's `failed call to cuInit` log line, and that
+  line's message (None if there was none)."""
+  kept, error = [], None
+  for line in text.splitlines(keepends=True):
+    match = _CUINIT_ERROR.match(line)
+    if match and error is None:
+      error = match.group(1).strip()
+    else:
+      kept.append(line)
+  return "".join(kept), error
+
+
+def find_gpus() -> tuple[list, Optional[str]]:
+  """TensorFlow's GPUs, looked for once (TensorFlow's first device query).
+
+  On a machine without a CUDA driver that query logs `E0000 ...
+  cuda_platform.cc:...] failed call to cuInit: ...` at error level, which
+  an operator of a CPU-only server reads as a failure. When no GPU is found
+  that line is not printed but returned, for the caller to say "no GPU" in
+  its own words; everything else the query printed is written back, and
+  with a GPU found nothing is changed.
+
+  Returns:
+    (TensorFlow's physical GPU devices, the cuInit error or None).
+  """
+  tf = importlib.import_module("tensorflow")
+  found = {}
+
+  def rewrite(text: str) -> str:
+    if found.get("gpus"):
+      return text
+    text, found["error"] = split_cuinit_error(text)
+    return text
+
+  with _stderr_rewritten(rewrite):
+    found["gpus"] = tf.config.list_physical_devices("GPU")
+  return found["gpus"], found.get("error")
 
 
 def prepare_tensorflow(argv: Optional[Sequence[str]] = None) -> None:

@@ -99,6 +99,37 @@ class LoadTimeLinesTest(absltest.TestCase):
     self.assertIn("Traceback", stderr.getvalue())
     os.write(2, b"")  # File descriptor 2 is usable again.
 
+  def test_the_cuinit_error_is_taken_out_and_handed_back(self):
+    cuinit = ("E0000 00:00:1796238038.858682    8980 cuda_platform.cc:52] "
+              "failed call to cuInit: INTERNAL: CUDA error: Failed call to "
+              "cuInit: UNKNOWN ERROR (303)\n")
+    other = "W0000 00:00:1796238038.9    8980 some.cc:31] a warning\n"
+    self.assertEqual(
+        startup.split_cuinit_error(other + cuinit + "plain text\n"),
+        (other + "plain text\n", "INTERNAL: CUDA error: Failed call to "
+         "cuInit: UNKNOWN ERROR (303)"))
+    self.assertEqual(startup.split_cuinit_error(other), (other, None))
+
+    def fake_tensorflow(gpus):
+      def list_physical_devices(kind):
+        self.assertEqual(kind, "GPU")
+        os.write(2, (other + cuinit).encode())  # As TensorFlow's C++ code.
+        return gpus
+      config = types.SimpleNamespace(
+          list_physical_devices=list_physical_devices)
+      return types.SimpleNamespace(
+          import_module=lambda name: types.SimpleNamespace(config=config))
+
+    for gpus, printed, error in (
+        ([], other, "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN "
+         "ERROR (303)"),
+        (["GPU:0"], other + cuinit, None)):  # A GPU: nothing is changed.
+      stderr = io.StringIO()
+      with mock.patch.object(startup, "importlib", fake_tensorflow(gpus)), \
+           mock.patch("sys.stderr", stderr):
+        self.assertEqual(startup.find_gpus(), (gpus, error))
+      self.assertEqual(stderr.getvalue(), printed)
+
   def test_a_binary_prints_no_tensorflow_errors_on_a_cpu_machine(self):
     env = {k: v for k, v in processes.env().items()
            if k != "TF_CPP_MIN_LOG_LEVEL"}

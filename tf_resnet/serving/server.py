@@ -38,13 +38,17 @@ import threading
 from tf_resnet import startup  # pylint: disable=g-import-not-at-top
 
 # TensorFlow's errors stay visible to operators (level 2, not the other
-# binaries' 3); its load-time INFO and WARNING lines do not, unless
+# binaries' 3); its load-time INFO and WARNING lines do not, and on a machine
+# without a GPU its cuInit error becomes one "No GPU" line (main), unless
 # TF_CPP_MIN_LOG_LEVEL says otherwise.
 _QUIET = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 startup.use_onednn()
 if _QUIET:
   startup.import_tensorflow(2)
+  # Before absl's app.run, whose start-up makes TensorFlow's first device
+  # query (a call_after_init hook of tensorflow.python.distribute).
+  _GPUS, _CUINIT_ERROR = startup.find_gpus()
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
@@ -375,6 +379,9 @@ def main(argv):
   log.setLevel(std_logging.INFO)
   std_logging.getLogger("tf_resnet.serving.requests").setLevel(
       _REQUEST_LOG_LEVEL.value.upper())
+  if _QUIET and not _GPUS:
+    log.info("No GPU%s: the models run on the CPU",
+             f" (CUDA: {_CUINIT_ERROR})" if _CUINIT_ERROR else "")
   try:
     server = grpc_server.Server(
         config, port=_PORT.value, bind_address=_BIND_ADDRESS.value,
