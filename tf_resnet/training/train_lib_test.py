@@ -1,5 +1,6 @@
 """train_lib.train in process: resuming equals an uninterrupted run; logs, best model, decisions."""
 
+import dataclasses
 import glob
 import io
 import json
@@ -9,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_resnet.data import pipeline
+from tf_resnet.data import stats as stats_lib
 from tf_resnet.model import zoo
 from tf_resnet.training import config as config_lib
 from tf_resnet.training import run_dir
@@ -101,6 +103,35 @@ class LoopTest(tf.test.TestCase):
     self.assertEqual({r["examples"] for r in tests}, {360})
     self.assertEqual(result.last_eval.top1_error, evals[-1]["top1_error"])
     self.assertTrue(os.path.isdir(os.path.join(model_dir, "test")))
+
+  def test_statistics_follow_the_weights_a_run_starts_from(self):
+    source = os.path.join(self.get_temp_dir(), "source")
+    _train(_config(source, 5))
+    from_source = stats_lib.Statistics.load(
+        os.path.join(source, run_dir.STATS_FILE))
+    odd = dataclasses.replace(
+        from_source, mean_image=np.full_like(from_source.mean_image, 7.0))
+
+    # Killed before its first checkpoint with its own statistics: the rerun
+    # from the source's weights takes the source's.
+    fresh = os.path.join(self.get_temp_dir(), "fresh")
+    os.makedirs(fresh)
+    with open(os.path.join(fresh, run_dir.CONFIG_FILE), "w") as f:
+      f.write(_config(fresh, 5).to_json())  # No --init_from.
+    odd.save(os.path.join(fresh, run_dir.STATS_FILE))
+    out = io.StringIO()
+    _train(_config(fresh, 1, init_from=source), out)
+    self.assertIn(f"Using the mean image and RGB components of {source}",
+                  out.getvalue())
+    self.assertAllEqual(stats_lib.Statistics.load(os.path.join(
+        fresh, run_dir.STATS_FILE)).mean_image, from_source.mean_image)
+
+    # Once a checkpoint holds weights trained with them, they stay, whatever
+    # this command's --init_from (here none).
+    odd.save(os.path.join(fresh, run_dir.STATS_FILE))
+    _train(_config(fresh, 2))
+    self.assertAllEqual(stats_lib.Statistics.load(os.path.join(
+        fresh, run_dir.STATS_FILE)).mean_image, odd.mean_image)
 
   def test_finished_run_is_not_retrained(self):
     model_dir = os.path.join(self.get_temp_dir(), "done")
