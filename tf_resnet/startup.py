@@ -5,7 +5,8 @@ imports TensorFlow. It does two things, each only when the user has not
 chosen otherwise through TensorFlow's own environment variable.
 
 Logs. On a machine without a GPU, TensorFlow 2.21 logs `E0000 ... failed call to
-cuInit: ... CUDA error` at import, which a new user reads as a failure:
+cuInit: ... CUDA error` at its first device query (in an absl binary, when
+`app.run` starts: see Devices below), which a new user reads as a failure:
 `quiet_tensorflow_logs()` silences it; `--verbosity`/`-v` on the command
 line, or a TF_CPP_MIN_LOG_LEVEL the user set, keep TensorFlow's own logging.
 Python errors are not affected: they still raise with their messages.
