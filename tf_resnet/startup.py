@@ -55,9 +55,8 @@ _ABSL_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] ")
 _ABSL_NOTICE = ("WARNING: All log messages before absl::InitializeLog() is "
                 "called are written to STDERR")
 _SEVERITIES = "IWEF"  # TF_CPP_MIN_LOG_LEVEL 0, 1, 2, 3.
-# TensorFlow's CUDA platform on a machine without a usable CUDA driver.
-_CUINIT_ERROR = re.compile(
-    r"^E\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] failed call to cuInit: (.*)$")
+# What TensorFlow's CUDA platform logs (at E) without a usable CUDA driver.
+_CUINIT_ERROR = "failed call to cuInit: "
 
 
 def quiet_tensorflow_logs(argv: Optional[Sequence[str]] = None) -> bool:
@@ -154,9 +153,10 @@ def split_cuinit_error(text: str) -> tuple[str, Optional[str]]:
   line's message (None if there was none)."""
   kept, error = [], None
   for line in text.splitlines(keepends=True):
-    match = _CUINIT_ERROR.match(line)
-    if match and error is None:
-      error = match.group(1).strip()
+    match = _ABSL_LINE.match(line)
+    message = line[match.end():] if match and match.group(1) == "E" else ""
+    if message.startswith(_CUINIT_ERROR) and error is None:
+      error = message[len(_CUINIT_ERROR):].strip()
     else:
       kept.append(line)
   return "".join(kept), error

@@ -79,23 +79,12 @@ def _check_model_dir(model_dir: str) -> None:
                         f"{getattr(e, 'message', e)}") from None
 
 
-# What _stored_init_from returns for a run directory without config.json.
-_NO_CONFIG = object()
-
-
-def _stored_init_from(model_dir: str):
-  """The --init_from the run in `model_dir` was started with (None: none),
-  or _NO_CONFIG when it has no config.json."""
-  path = os.path.join(model_dir, run_dir.CONFIG_FILE)
-  if not tf.io.gfile.exists(path):
-    return _NO_CONFIG
-  with tf.io.gfile.GFile(path) as f:
-    return json.loads(f.read()).get("init_from")
-
-
 def _check_resume(config: config_lib.TrainConfig, allow_config_change: bool,
-                  say: Callable[[str], None]) -> None:
+                  say: Callable[[str], None]) -> Optional[dict]:
   """Compares the stored config.json with this command's config.
+
+  Returns:
+    The stored config.json, parsed; None when the run has none yet.
 
   Raises:
     TrainingError: for another network, or (unless allowed) a change of the
@@ -103,11 +92,12 @@ def _check_resume(config: config_lib.TrainConfig, allow_config_change: bool,
   """
   path = os.path.join(config.model_dir, run_dir.CONFIG_FILE)
   if not tf.io.gfile.exists(path):
-    return
+    return None
   with tf.io.gfile.GFile(path) as f:
     text = f.read()
   previous = config_lib.model_config_from_json(text)
-  changes = config_lib.config_changes(json.loads(text), config)
+  stored = json.loads(text)
+  changes = config_lib.config_changes(stored, config)
   # Another network cannot load the run's checkpoints at all; only how its
   # batch norm gathers statistics may change (a decisive change below).
   other = [f"{name[len('model.'):]}: {old!r} -> {new!r}"
@@ -131,6 +121,7 @@ def _check_resume(config: config_lib.TrainConfig, allow_config_change: bool,
         "--allow_config_change to change them anyway.")
   for name, old, new, _ in changes:
     say(f"Resuming with {name} changed: {old!r} -> {new!r}")
+  return stored
 
 
 def _validation_split(source: sources.Source) -> Optional[str]:
@@ -189,14 +180,13 @@ def train(config: config_lib.TrainConfig, *,
   if validation is None and config.export_best:
     raise ValueError("--export_best selects on the validation error and "
                      "there is no validation split: pass --holdout=N")
-  stored_init_from = _stored_init_from(config.model_dir)
-  _check_resume(config, allow_config_change, progress.message)
+  stored = _check_resume(config, allow_config_change, progress.message)
   stats_path = os.path.join(config.model_dir, run_dir.STATS_FILE)
   # The run's weights were trained with its stats.json. Before its first
   # checkpoint nothing was: a rerun that starts from other weights (another
   # --init_from, or none) takes the statistics that go with them.
   if tf.io.gfile.exists(stats_path) and (
-      stored_init_from == config.init_from
+      (stored is not None and stored.get("init_from") == config.init_from)
       or tf.train.latest_checkpoint(config.model_dir) is not None):
     statistics = stats_lib.Statistics.load(stats_path)
   elif config.init_from:
