@@ -5,7 +5,11 @@
 # split under one compressed schedule: the same number of iterations for every
 # net, the learning rate divided by 10 at 50% and 75% of them.
 #
-#   reproduction/cifar10.sh CIFAR_DIR OUT_DIR [NET ...]
+#   reproduction/cifar10.sh CIFAR_DIR OUT_DIR [NET[@SEED] ...]
+#
+# NET names a flagfile (flags/NET_cifar10.flags); NET@SEED trains it with
+# --seed=SEED (weights and input order) in the run directory NET_seedSEED, so
+# that seeds of one net sit side by side (NET alone is seed 0, directory NET).
 #
 # CIFAR_DIR holds train/<class>/*.jpg and test/<class>/*.jpg (`folder:` data
 # set); OUT_DIR gets one run directory per net. STEPS (default 3200) sets the
@@ -22,7 +26,7 @@
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
-  echo "usage: $0 CIFAR_DIR OUT_DIR [NET ...]  (NET: plain20 resnet56 ...)" >&2
+  echo "usage: $0 CIFAR_DIR OUT_DIR [NET[@SEED] ...]  (NET: plain20 resnet56 ...)" >&2
   exit 2
 fi
 cifar_dir=$1
@@ -46,7 +50,12 @@ if [[ ! -d $cifar_dir/train || ! -d $cifar_dir/test ]]; then
   exit 2
 fi
 mkdir -p "$out_dir"
-for net in "${nets[@]}"; do
+for run in "${nets[@]}"; do
+  net=${run%@*}
+  if [[ $run == *@* && ! ${run#*@} =~ ^[0-9]+$ ]]; then
+    echo "$0: $run: the seed after @ must be a non-negative integer" >&2
+    exit 2
+  fi
   flagfile=$repo/flags/${net}_cifar10.flags
   if [[ ! -f $flagfile ]]; then
     echo "$0: no flagfile $flagfile" >&2
@@ -54,15 +63,22 @@ for net in "${nets[@]}"; do
   fi
 done
 
-for net in "${nets[@]}"; do
+for run in "${nets[@]}"; do
+  net=${run%@*}
+  seed=0
+  if [[ $run == *@* ]]; then
+    seed=${run#*@}
+    net=${net}_seed$seed
+  fi
   cmd=("$python" -m tf_resnet.train
-       --flagfile="$repo/flags/${net}_cifar10.flags"
+       --flagfile="$repo/flags/${run%@*}_cifar10.flags"
        --dataset="folder:$cifar_dir" --holdout=5000 --monitor_test
        --train_steps="$steps"
        --lr_boundaries="$((steps / 2)),$((steps * 3 / 4))"
        --eval_every_steps="$eval_every"
        --checkpoint_every_secs="$ckpt_secs"
        --precision="$precision"
+       --seed="$seed"
        --model_dir="$out_dir/$net")
   echo "${cmd[*]}" | tee "$out_dir/$net.command"
   # setsid starts a new session, hence a new autogroup, which Linux weighs
