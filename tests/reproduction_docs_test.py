@@ -4,7 +4,8 @@ The reproduction's numbers must come from the runs' logs through the plotting
 tool, never typed by hand: for each budget (4,000 and 16,000 iterations) this
 regenerates the tables from the logs kept in the budget's runs/ folder and
 checks them against its results.md, and checks that docs/reproduction.md
-quotes every results.md verbatim (and the README the longer budget's).
+quotes every results.md verbatim, and that the README's headline rows give
+the longer budget's errors as results.json holds them.
 """
 
 import json
@@ -19,8 +20,8 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 _DOCS = os.path.join(_ROOT, "docs")
 _NETS = ("plain20", "plain56", "resnet20", "resnet56")
 _NAMES = ["plain-20", "plain-56", "ResNet-20", "ResNet-56"]
-# Each budget's folder under docs/ and its iterations; the README quotes the
-# last one's results.
+# Each budget's folder under docs/ and its iterations; the README's headline
+# gives the last one's errors.
 _BUDGETS = (("reproduction", 4000), ("reproduction/16k", 16000))
 
 
@@ -76,11 +77,26 @@ class ReproductionDocsTest(absltest.TestCase):
         for png in ("curves.png", "responses.png"):
           self.assertTrue(os.path.exists(os.path.join(out, png)), png)
           self.assertIn(f"{folder}/{png}", document)
-    # The README's summary: the last budget's results.
-    longest = _read(os.path.join(_DOCS, _BUDGETS[-1][0], "results.md"))
-    for line in longest.split("### Recipe")[0].splitlines():
-      if line.startswith("|"):
-        self.assertIn(line, readme)
+    # The README's headline rows: the last budget's errors, as results.json
+    # holds them (test error of each net; training error beside the plain
+    # nets, the degradation problem).
+    results = json.loads(_read(os.path.join(_DOCS, _BUDGETS[-1][0],
+                                            "results.json")))
+    errors = {entry["network"]: entry for entry in results["runs"]}
+    rows = [line for line in readme.splitlines()
+            if line.startswith("| CIFAR-10 test error, 16,000 iterations")
+            or line.startswith("| the degradation problem")]
+    self.assertLen(rows, 2)
+    self.assertIn(f"{_BUDGETS[-1][1]:,} iterations", rows[0])
+    for name in ("ResNet-20", "ResNet-56"):
+      self.assertIn(f"{name} {100 * errors[name]['test_error']:.2f}%",
+                    rows[0])
+    for name in ("plain-20", "plain-56"):
+      train_error = 100 * errors[name]["train_error_last_intervals"]
+      self.assertIn(f"{name} {train_error:.2f}%", rows[1])
+    self.assertIn("test {:.2f}%, {:.2f}%".format(
+        100 * errors["plain-20"]["test_error"],
+        100 * errors["plain-56"]["test_error"]), rows[1])
 
 
 if __name__ == "__main__":
