@@ -34,7 +34,7 @@ setuptools.setup(
         "grpcio>=1.60",
         "grpcio-health-checking>=1.60",  # grpc.health.v1 for the server.
         # The REST port's HTTP/1.1 server (header and body deadlines, strict
-        # chunked decoding, no thread per connection); see the README.
+        # chunked decoding, no thread per connection); see docs/serving.md.
         "tornado>=6.4",
         # The server's Prometheus metrics (--monitoring_config_file).
         "prometheus-client>=0.20",

@@ -1,4 +1,4 @@
-r"""Our training step beside PyTorch's, alternating, in one run: the README's ratios.
+r"""Our training step beside PyTorch's, alternating, in one run: docs/performance.md's ratios.
 
 Runs `train_throughput.py` (the real Trainer on one batch held in memory) and
 the PyTorch peer (`../shared/peers/torch_resnet.py`, the same architecture,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fine-tuning against training from scratch (README, "Pretrained weights"):
+# Fine-tuning against training from scratch (docs/pretrained.md, "Fine-tuning"):
 # a CIFAR ResNet-20 trained by this project on CIFAR-10 for SOURCE_STEPS
 # iterations (the paper's section 4.2 recipe, 45k/5k split, the learning rate
 # divided by 10 at 50% and 75%), then trained on the embedded handwritten

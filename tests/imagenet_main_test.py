@@ -1,4 +1,4 @@
-"""The README's main command on ImageNet archives in ILSVRC2012's layout, as a user runs it.
+"""The manual's ImageNet command (docs/data.md) on archives in ILSVRC2012's layout, as a user runs it.
 
 `python -m tf_resnet.train --depth=18 --data_dir=D` with
 `ILSVRC2012_img_train.tar` (per-synset tars of JPEGs) and

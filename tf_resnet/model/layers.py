@@ -62,8 +62,8 @@ def _pointwise(inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
   too. Used for bfloat16, where TensorFlow 2.21's oneDNN (3.7) takes 2-3x
   longer over a 1x1 convolution's weight gradient than over the equivalent
   matrix product on AMX (ResNet-50's bottlenecks: 24 against 63 ms for
-  1024->2048 channels at 14x14, batch 32; the whole bf16 step +8%; see the
-  README's "Training speed"). Strided 1x1s stay convolutions: subsampling
+  1024->2048 channels at 14x14, batch 32; the whole bf16 step +8%; see
+  docs/performance.md, "What the bfloat16 profile showed"). Strided 1x1s stay convolutions: subsampling
   first costs more than it saves at 56x56, and in float32 the two forms are
   within noise of each other.
   """
