@@ -16,6 +16,8 @@ from tf_resnet.training import config as config_lib
 from tf_resnet.training import train_lib
 
 _TIMEOUT_SECS = 240
+# The source tree (under Bazel, resolving the runfiles symlink leads there).
+_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 
 
 def _plot(*args: str) -> subprocess.CompletedProcess:
@@ -102,11 +104,25 @@ class PlotMainTest(absltest.TestCase):
           open(os.path.join(copy, f), "w") as dst:
         dst.write(src.read())
     out_dir = os.path.join(self.root, "from_logs")
+    # The committed 16k runs as an earlier budget (the logs alone).
+    sixteen = os.path.join(_ROOT, "docs", "reproduction", "16k", "runs")
     result = _plot(f"--run_dirs={copy}", f"--output_dir={out_dir}",
-                   "--norun_responses")
+                   "--norun_responses", f"--compare_with={sixteen}")
     self.assertEqual(result.returncode, 0, result.stderr)
     self.assertTrue(os.path.exists(os.path.join(out_dir, "curves.png")))
     self.assertFalse(os.path.exists(os.path.join(out_dir, "responses.png")))
+    with open(os.path.join(out_dir, "results.md")) as f:
+      text = f.read()
+    self.assertIn("### Beside Table 6", text)
+    # Shortest budget first; plain-56 ran only in the 16k budget, at
+    # 32.11% (docs/reproduction/16k/results.md).
+    self.assertIn("| network | 12 iterations | 16k iterations |", text)
+    self.assertIn("| plain-56 | n/a | 32.11 |", text)
+    result = _plot(f"--run_dirs={copy}", f"--output_dir={out_dir}",
+                   "--norun_responses", f"--compare_with={self.root}/none")
+    self.assertEqual(result.returncode, 1)
+    self.assertIn("--compare_with: ", result.stderr)
+    self.assertIn("none is not a folder of run directories", result.stderr)
 
   def test_bad_input_is_named(self):
     result = _plot(f"--run_dirs={self.root}/nowhere",

@@ -12,7 +12,10 @@ Writes into --output_dir:
   responses.png  Fig. 7: standard deviations of every 3x3 layer's response
                  (after BN, before ReLU/addition) on test images, from each
                  run's latest checkpoint (with --run_responses).
-  results.md     the tables: errors next to the paper's, the recipe used,
+  results.md     the tables: errors next to the paper's (Table 6, with
+                 the spread over seeds where a network ran several times,
+                 and the validation-selected checkpoint's test error), the
+                 test error per budget (--compare_with), the recipe used,
                  the responses summarised.
   results.json   the same numbers, machine-readable.
 
@@ -63,6 +66,11 @@ _DATASET = flags.DEFINE_string(
 _DATA_DIR = flags.DEFINE_string("data_dir", None,
                                 "Override TFDS's data directory.")
 _Y_MAX = flags.DEFINE_float("y_max", None, "Top of Fig. 6's error axis, in %.")
+_COMPARE_WITH = flags.DEFINE_list(
+    "compare_with", [], "Folders of earlier runs of the same networks with "
+    "other budgets (each holding one run directory per network, e.g. "
+    "docs/reproduction/16k/runs): results.md then tabulates each network's "
+    "test error per budget, shortest budget first.")
 flags.register_validator("responses_examples", lambda n: n > 0,
                          "--responses_examples must be positive")
 
@@ -106,6 +114,19 @@ def _train_examples(run_log: logs.RunLog):
     return None
 
 
+def _read_folder(folder: str) -> list[logs.RunLog]:
+  """Every run directory (one holding config.json) directly in `folder`."""
+  if not os.path.isdir(folder):
+    raise logs.RunLogError(f"{folder} is not a folder of run directories")
+  dirs = sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                if os.path.exists(os.path.join(folder, name,
+                                               run_dir.CONFIG_FILE)))
+  if not dirs:
+    raise logs.RunLogError(f"{folder} holds no run directory "
+                           f"(*/{run_dir.CONFIG_FILE})")
+  return [logs.read_run(d) for d in dirs]
+
+
 def main(argv):
   cli.start(argv)
   try:
@@ -141,7 +162,17 @@ def main(argv):
     figures.layer_responses(responses).savefig(written[-1], dpi=120)
 
   sections = ["### Test error\n", tables.results_table(runs, train_examples),
-              "\n### Recipe\n", tables.schedule_table(runs)]
+              "\n### Beside Table 6\n", tables.table6(runs)]
+  if _COMPARE_WITH.value:
+    try:
+      budgets = [_read_folder(folder) for folder in _COMPARE_WITH.value]
+      budgets.append(runs)
+      budgets.sort(key=lambda b: b[0].planned_steps)
+      sections += ["\n### Test error by budget\n",
+                   tables.budgets_table(budgets)]
+    except (logs.RunLogError, ValueError) as e:
+      cli.fail(f"--compare_with: {e}")
+  sections += ["\n### Recipe\n", tables.schedule_table(runs)]
   if responses:
     sections += ["\n### Layer responses (Fig. 7)\n",
                  tables.responses_table(responses)]
