@@ -5,8 +5,11 @@ line to `metrics.jsonl` per logging interval (`"kind": "train"`: the loss,
 training error, learning rate and speed of the steps since the last line) and
 per evaluation (`"eval"`: the validation split; `"test"`: the test split,
 with `--monitor_test`), after a `"start"` line from each process of the run
-(the step it began at and when). Everything the figures and tables of
-docs/reproduction.md show is read from these two files, by this module.
+(the step it began at and when). An evaluator beside the trainers
+(`--mode=continuous_eval`) writes its `eval` and `test` lines into a file of
+its own, `evaluator_metrics.jsonl`, read here with the trainer's. Everything
+the figures and tables of docs/reproduction.md show is read from these
+files, by this module.
 """
 
 import dataclasses
@@ -174,6 +177,31 @@ def _timing(in_order: list[dict], *, batch: int,
   return train_seconds, elapsed_seconds, resumed
 
 
+def _records(path: str) -> list[dict]:
+  """The records of a JSON-lines log, in file order.
+
+  Raises:
+    RunLogError: for a complete line that is not a record.
+  """
+  records = []
+  with open(path) as f:
+    for number, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        record = json.loads(line)
+        int(record["step"]), float(record["time"])
+      except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        # A run killed mid-write leaves a partial last line; anything else
+        # is not our log.
+        if line.endswith("\n"):
+          raise RunLogError(f"{path}:{number} is not a metrics "
+                            f"record: {line[:80]!r}") from None
+        continue
+      records.append(record)
+  return records
+
+
 def read_run(model_dir: str) -> RunLog:
   """Reads a run directory's config and metrics log.
 
@@ -198,25 +226,19 @@ def read_run(model_dir: str) -> RunLog:
   records = {"train": [], "eval": [], "test": []}
   # Every record in file order, each process's lines after its `start`.
   in_order = []
-  with open(metrics_path) as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        record = json.loads(line)
-        int(record["step"]), float(record["time"])
-      except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-        # A run killed mid-write leaves a partial last line; anything else
-        # is not our log.
-        if line.endswith("\n"):
-          raise RunLogError(f"{metrics_path}:{number} is not a metrics "
-                            f"record: {line[:80]!r}") from None
-        continue
-      kind = record.get("kind")
-      if kind in records:
-        records[kind].append(record)
-      if kind in records or kind == run_dir.START_RECORD:
-        in_order.append(record)
+  for record in _records(metrics_path):
+    kind = record.get("kind")
+    if kind in records:
+      records[kind].append(record)
+    if kind in records or kind == run_dir.START_RECORD:
+      in_order.append(record)
+  # An evaluator's evaluations are curves like the trainer's own; its time
+  # is its own (it ran beside the trainers), so it is not in the timing.
+  evaluator_path = os.path.join(model_dir, run_dir.EVALUATOR_METRICS_FILE)
+  if os.path.exists(evaluator_path):
+    for record in _records(evaluator_path):
+      if record.get("kind") in ("eval", "test"):
+        records[record["kind"]].append(record)
   train = records["train"]
   if not train:
     raise RunLogError(f"{metrics_path} has no training record yet")

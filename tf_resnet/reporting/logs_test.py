@@ -1,5 +1,6 @@
 """Tests of reading run logs back: curves, completeness, timing, bad logs."""
 
+import json
 import os
 import tempfile
 
@@ -104,6 +105,27 @@ class ReadRunTest(absltest.TestCase):
                           train=[(50, 0.5, 10.0, 1.0)],
                           tail='{"kind": "train", "step": 1')
     self.assertEqual(logs.read_run(d).steps_done, 50)
+
+  def test_an_evaluators_lines_are_curves_but_not_time(self):
+    # A trainer in mode `train` (no evaluations of its own) and an evaluator
+    # that wrote its own file, the last line cut short by a kill.
+    d = testing.write_run(
+        os.path.join(self.root, "r"), starts=[(0, 1000.0)],
+        train=[(50, 0.8, 100.0, 1005.0), (100, 0.7, 100.0, 1010.0)])
+    with open(os.path.join(d, "evaluator_metrics.jsonl"), "w") as f:
+      for step, error, time in ((50, 0.75, 1200.0), (100, 0.6, 1300.0)):
+        for kind, value in (("eval", error), ("test", error + 0.01)):
+          f.write(json.dumps({"kind": kind, "step": step, "time": time,
+                              "top1_error": value, "top5_error": 0.1,
+                              "examples": 50.0}) + "\n")
+        f.write(json.dumps({"kind": "evaluated", "step": step, "time": time,
+                            "checkpoint": f"{d}/ckpt-{step}"}) + "\n")
+      f.write('{"kind": "eval", "st')
+    run = logs.read_run(d)
+    self.assertEqual(run.validation_error.steps, (50, 100))
+    self.assertEqual(run.validation_error.values, (0.75, 0.6))
+    self.assertEqual(run.test_error.values, (0.76, 0.61))
+    self.assertAlmostEqual(run.elapsed_seconds, 10.0)
 
   def test_bad_logs_are_named(self):
     with self.assertRaisesRegex(logs.RunLogError, "config.json does not exist"):

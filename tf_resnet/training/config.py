@@ -18,6 +18,10 @@ from tf_resnet.training import task as task_lib
 
 SCHEDULES = ("plateau", "steps")
 TRAINABLE = ("all", "head")
+# train_and_eval: the chief evaluates in the training loop. train: it does
+# not; an evaluator beside the trainers evaluates their checkpoints
+# (tf_resnet.training.continuous_eval).
+MODES = ("train_and_eval", "train")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +138,12 @@ class TrainConfig:
       mode.
     head_learning_rate: the classifier's starting rate (the schedule scales
       it like the others, Caffe's `lr_mult`); None: `learning_rate`.
+    mode: `train_and_eval` (evaluate in the training loop) or `train` (no
+      evaluation in the loop: an evaluator evaluates the checkpoints,
+      `continuous_eval`). The plateau schedule needs `train_and_eval`.
+    eval_mode: the test mode of the validation (and monitored test)
+      evaluations: `center`, `10crop` or `multiscale` (`pipeline.EVAL_MODES`;
+      a family without test scales, CIFAR, has only `center`).
   """
 
   model: zoo.ModelConfig
@@ -161,6 +171,10 @@ class TrainConfig:
   init_from: Optional[str] = None
   trainable: str = "all"
   head_learning_rate: Optional[float] = None
+  # Both default to what runs from before these fields did, so that their
+  # config.json resumes unchanged.
+  mode: str = "train_and_eval"
+  eval_mode: str = "center"
 
   def __post_init__(self):
     for name in ("train_steps", "steps_per_loop", "keep_checkpoints",
@@ -192,6 +206,24 @@ class TrainConfig:
     if self.head_learning_rate is not None and self.head_learning_rate < 0:
       raise ValueError(f"`head_learning_rate` must be >= 0, not "
                        f"{self.head_learning_rate}")
+    if self.mode not in MODES:
+      raise ValueError(f"`mode` must be one of {MODES}, not {self.mode!r}")
+    if self.mode == "train" and self.schedule.kind == "plateau":
+      raise ValueError(
+          "the plateau schedule divides the learning rate when the "
+          "validation error stops improving, and in mode 'train' (--mode="
+          "train, or a TF_CONFIG cluster with an evaluator task) the "
+          "training loop does not evaluate: an evaluator's results never "
+          "reach the trainers. Use --schedule=steps with --lr_boundaries, or "
+          "--mode=train_and_eval without an evaluator")
+    if self.eval_mode not in pipeline.EVAL_MODES:
+      raise ValueError(f"`eval_mode` must be one of {pipeline.EVAL_MODES}, "
+                       f"not {self.eval_mode!r}")
+    if (self.eval_mode != "center"
+        and not families.get(self.model.family).test_scales):
+      raise ValueError(
+          f"the {self.model.family} family is tested on its single native "
+          f"view: `eval_mode` must be 'center', not {self.eval_mode!r}")
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -277,7 +309,8 @@ def _decisive(name: str, stored: dict[str, Any]) -> bool:
   # their spacing and sample are part of the schedule. The warm-up checks
   # the training error once per `steps_per_loop` interval.
   if schedule.get("kind") == "plateau" and name in ("eval_every_steps",
-                                                     "eval_examples"):
+                                                     "eval_examples",
+                                                     "eval_mode"):
     return True
   if (schedule.get("warmup_learning_rate") is not None
       and name == "steps_per_loop"):
@@ -331,3 +364,28 @@ def input_config_from_json(text: str) -> pipeline.InputConfig:
 def data_config_from_json(text: str) -> DataConfig:
   """The data set of a run, from its `config.json`."""
   return DataConfig(**json.loads(text)["data"])
+
+
+def train_config_from_json(text: str) -> TrainConfig:
+  """The whole TrainConfig of a run, from its `config.json`.
+
+  Settings the file lacks (written by an older version) take their
+  defaults, which are what that version did.
+
+  Raises:
+    ValueError: for a file that is not a TrainConfig's JSON.
+  """
+  try:
+    values: dict[str, Any] = json.loads(text)
+    schedule = dict(values["schedule"])
+    schedule["boundaries"] = tuple(schedule.get("boundaries", ()))
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    known = {k: v for k, v in values.items()
+             if k in fields and k not in ("model", "data", "input",
+                                          "schedule")}
+    return TrainConfig(model=model_config_from_json(text),
+                       data=data_config_from_json(text),
+                       input=input_config_from_json(text),
+                       schedule=ScheduleConfig(**schedule), **known)
+  except (json.JSONDecodeError, KeyError, TypeError) as e:
+    raise ValueError(f"not a tf_resnet.train config.json: {e!r}") from None

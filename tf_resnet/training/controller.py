@@ -34,6 +34,9 @@ class Cadence:
   eval_every_steps: Optional[int] = None
   checkpoint_every_steps: Optional[int] = None
   checkpoint_every_secs: float = 600.0
+  # False: no evaluation at all, neither every `eval_every_steps` nor at the
+  # end (an evaluator beside the trainers evaluates their checkpoints).
+  evaluate: bool = True
 
 
 @dataclasses.dataclass
@@ -203,8 +206,8 @@ class Controller:
     with _SignalCatcher() as signals:
       while step < c.train_steps:
         step = self._train_interval(step)
-        if (c.eval_every_steps and step % c.eval_every_steps == 0
-            and step < c.train_steps):
+        if (c.evaluate and c.eval_every_steps
+            and step % c.eval_every_steps == 0 and step < c.train_steps):
           result.last_eval = self.evaluate(step)
         if step >= c.train_steps:
           break  # The end saves, evaluates and exports, signal or not.
@@ -227,7 +230,8 @@ class Controller:
           result.step = step
           self.writer.flush()
           return result
-      result.last_eval = self.evaluate(step)
+      if c.evaluate:
+        result.last_eval = self.evaluate(step)
       if step > start or not restored:
         result.checkpoint = self.checkpointer.save(step)
         for action in self.actions:

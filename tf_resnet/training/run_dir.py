@@ -7,6 +7,9 @@
     labels.txt        one class name per line
     metrics.jsonl     one JSON line per logged interval and evaluation,
                       after a `start` line from each process of the run
+    evaluator_metrics.jsonl  an evaluator's (--mode=continuous_eval)
+                      evaluations of the checkpoints, one `evaluated` line
+                      after each checkpoint's
     ckpt-N.*          the recent checkpoints (tf.train.CheckpointManager)
     best/ckpt-N.*     the checkpoint with the best validation error
     train/ eval/ test/  TensorBoard summaries
@@ -37,6 +40,9 @@ METRICS_FILE = "metrics.jsonl"
 # The kind of metrics.jsonl's line that a process writes before its first
 # step: its step and time, so readers count only the time the run ran.
 START_RECORD = "start"
+# An evaluator's log (tf_resnet.training.continuous_eval): its `eval` and
+# `test` lines, like metrics.jsonl's, in a file of its own.
+EVALUATOR_METRICS_FILE = "evaluator_metrics.jsonl"
 LABELS_FILE = "labels.txt"
 BEST_DIR = "best"
 DAMAGED_DIR = "damaged"

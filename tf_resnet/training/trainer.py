@@ -150,7 +150,7 @@ class Trainer:
     self._train_steps = self._build_train_steps()
     self._penalty = tf.function(lambda: task_lib.weight_decay_penalty(
         self._decayed, config.weight_decay))
-    self._evaluator = evaluation.Evaluator(self.model, "center",
+    self._evaluator = evaluation.Evaluator(self.model, config.eval_mode,
                                            self.task.compute_dtype)
 
   def _head_only(self, images: tf.Tensor, *, is_training: bool) -> tf.Tensor:
@@ -236,11 +236,14 @@ class Trainer:
         seconds=seconds)
 
   def evaluate(self, split: str) -> evaluation.EvalResult:
-    """Centre-view top-1 and top-5 error on `split` (at most eval_examples)."""
-    batch = self.config.input.global_batch_size
-    dataset = pipeline.eval_dataset(self.source, self.statistics,
-                                    self.config.input, split=split,
-                                    mode="center",
-                                    batch_size=min(256, max(batch, 32)))
+    """Top-1 and top-5 error on `split` in the run's eval_mode (<= eval_examples)."""
+    mode = self.config.eval_mode
+    # About as many images per call in every mode: 10-crop's ten views of
+    # each example make the batch ten times larger.
+    batch = min(256, max(self.config.input.global_batch_size, 32))
+    dataset = pipeline.eval_dataset(
+        self.source, self.statistics, self.config.input, split=split,
+        mode=mode, batch_size=max(1, batch // 10) if mode == "10crop"
+        else batch)
     return self._evaluator.evaluate(dataset,
                                     max_examples=self.config.eval_examples)

@@ -18,10 +18,18 @@ from tf_resnet.training import run_dir
 class MetricsWriter:
   """Writes scalars of named kinds (`train`, `eval`, `test`) for a step."""
 
-  def __init__(self, model_dir: str):
+  def __init__(self, model_dir: str, filename: str = run_dir.METRICS_FILE):
+    """Constructs the writer.
+
+    Args:
+      model_dir: the run's directory; summaries go to `model_dir/<kind>`.
+      filename: the JSON-lines log under model_dir: the trainer's
+        metrics.jsonl, or an evaluator's own file (two processes never
+        append to one file).
+    """
     self._model_dir = model_dir
     self._summaries = {}
-    self._path = os.path.join(model_dir, run_dir.METRICS_FILE)
+    self._path = os.path.join(model_dir, filename)
 
   def write(self, kind: str, step: int, values: dict[str, float]) -> None:
     """Logs `values` at `step`: TensorBoard under `model_dir/kind`, one JSON line."""
@@ -35,7 +43,7 @@ class MetricsWriter:
                        **values})
 
   def write_record(self, record: dict[str, Any]) -> None:
-    """Appends one JSON line to metrics.jsonl."""
+    """Appends one JSON line to the log."""
     with tf.io.gfile.GFile(self._path, "a") as f:
       f.write(json.dumps(record) + "\n")
 
