@@ -3,8 +3,9 @@
 # resume them: stops each running trainer (SIGTERM: it saves a checkpoint and
 # exits), then copies what resuming needs (the newest training checkpoint,
 # the best-so-far checkpoint, config.json, stats.json, labels.txt,
-# metrics.jsonl and the launch command) into PARK_DIR, without TensorBoard
-# events or older checkpoints.
+# metrics.jsonl, segments.txt and the launch command) into PARK_DIR, without
+# TensorBoard events or older checkpoints. segments.txt gets a line per park:
+# the steps this machine ran since the run last started, when, and its CPU.
 #
 #   reproduction/park_runs.sh OUT_DIR PARK_DIR [NET ...]
 #
@@ -83,12 +84,36 @@ copy_latest() {
     "last_preserved_timestamp: $((now - 1))" >"$to/checkpoint"
 }
 
+# The machine a run's segment ran on, for the results ("which machine and
+# precision each run had"): appended to the run's segments.txt, which travels
+# with it. The segment began at the last `start` record of its metrics log.
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -1)
+family=$(sed -n 's/^cpu family[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -1)
+model=$(sed -n 's/^model[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -1)
+flags=$(grep -m1 -o -w 'amx_bf16\|avx512_bf16\|avx512f' /proc/cpuinfo 2>/dev/null \
+        | sort -u | tr '\n' ' ' | sed 's/ $//' || true)
+machine="${cpu:-unknown CPU} (family ${family:-?} model ${model:-?}; ${flags:-no AVX-512}), $(nproc) cores"
+record_segment() {
+  local run=$1 start_step start_time end_step
+  start_step=$(grep '"kind": "start"' "$run/metrics.jsonl" 2>/dev/null | tail -1 \
+               | grep -o '"step": [0-9]*' | grep -o '[0-9]*$' || true)
+  start_time=$(grep '"kind": "start"' "$run/metrics.jsonl" 2>/dev/null | tail -1 \
+               | grep -o '"time": [0-9.]*' | grep -o '[0-9.]*$' || true)
+  end_step=$(grep -o '"step": [0-9]*' "$run/metrics.jsonl" 2>/dev/null \
+             | tail -1 | grep -o '[0-9]*$' || true)
+  local began="?"
+  [[ -n $start_time ]] && began=$(date -u -d "@${start_time%.*}" +%FT%RZ)
+  echo "steps ${start_step:-?}-${end_step:-?}, $began to $(date -u +%FT%RZ): $machine" \
+    >>"$run/segments.txt"
+}
+
 for net in "${nets[@]}"; do
   src=$out_dir/$net
   dst=$park_dir/$net
   rm -rf "$dst"
   mkdir -p "$dst"
-  for f in config.json stats.json labels.txt metrics.jsonl; do
+  [[ -f $src/metrics.jsonl ]] && record_segment "$src"
+  for f in config.json stats.json labels.txt metrics.jsonl segments.txt; do
     [[ -f $src/$f ]] && cp "$src/$f" "$dst/"
   done
   copy_latest "$src" "$dst"

@@ -46,6 +46,9 @@ for net in "${nets[@]}"; do
   mkdir -p "$dest/runs/$net"
   cp "$out_dir/$net/config.json" "$out_dir/$net/metrics.jsonl" \
      "$dest/runs/$net/"
+  if [[ -f $out_dir/$net/segments.txt ]]; then  # Where each part ran.
+    cp "$out_dir/$net/segments.txt" "$dest/runs/$net/"
+  fi
   if [[ -f $out_dir/$net.command ]]; then
     cp "$out_dir/$net.command" "$dest/runs/$net/command"
   fi

@@ -47,7 +47,10 @@ class ParkRunsTest(absltest.TestCase):
     for name in ("config.json", "stats.json", "labels.txt"):
       _write(os.path.join(run, name), name)
     _write(os.path.join(run, "metrics.jsonl"),
+           '{"kind": "start", "step": 100, "time": 1765062000.5}\n'
            '{"kind": "train", "step": 200}\n{"kind": "eval", "step": 250}\n')
+    # An earlier session's segment, carried with the run.
+    _write(os.path.join(run, "segments.txt"), "steps 0-100, earlier\n")
     for step in (100, 200):
       for ext in ("index", "data-00000-of-00001"):
         _write(os.path.join(run, f"ckpt-{step}.{ext}"), "old")
@@ -74,11 +77,20 @@ class ParkRunsTest(absltest.TestCase):
     self.assertCountEqual(
         os.listdir(parked),
         ["config.json", "stats.json", "labels.txt", "metrics.jsonl",
-         "checkpoint", "ckpt-300.index", "ckpt-300.data-00000-of-00001",
+         "segments.txt", "checkpoint", "ckpt-300.index", "ckpt-300.data-00000-of-00001",
          "best"])
     self.assertCountEqual(os.listdir(os.path.join(parked, "best")),
                           ["checkpoint", "ckpt-150.index",
                            "ckpt-150.data-00000-of-00001"])
+    with open(os.path.join(parked, "segments.txt")) as f:
+      segments = f.read().splitlines()
+    self.assertEqual(segments[0], "steps 0-100, earlier")
+    # This machine's segment: from the last start record (2025-12-06 23:00
+    # UTC) to the last logged step, and this machine's CPU.
+    self.assertLen(segments, 2)
+    self.assertRegex(segments[1], r"^steps 100-250, 2025-12-06T23:00Z to "
+                     r"\d{4}-\d\d-\d\dT\d\d:\d\dZ: .* \(family \S+ model "
+                     r"\S+; .*\), \d+ cores$")
     with open(os.path.join(parked, "ckpt-300.index")) as f:
       self.assertEqual(f.read(), "final index")  # Saved at the stop.
     self.assertTrue(os.path.exists(os.path.join(park, "resnet20.command")))
