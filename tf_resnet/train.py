@@ -147,7 +147,7 @@ _PRECISION = flags.DEFINE_enum(
     "(dynamic loss scaling) or mixed_bfloat16. Which is fastest depends on "
     "the hardware: on a CPU, TensorFlow runs bfloat16 on its fast (oneDNN) "
     "kernels only with AVX-512 or AMX, and warns here when it cannot; even "
-    "then bfloat16 can be the slower one (README, 'Training speed'): "
+    "then bfloat16 can be the slower one (docs/performance.md): "
     "measure with benchmarks/train_throughput.py --precision.")
 _XLA = flags.DEFINE_bool(
     "xla", False, "Compile the training step with XLA (for GPUs; measure "
