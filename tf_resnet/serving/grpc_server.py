@@ -1,4 +1,4 @@
-"""The gRPC server object: PredictionService, ModelService and health over a ModelManager."""
+"""The gRPC server object: PredictionService, ModelService, ProfilerService and health over a ModelManager."""
 
 import concurrent.futures
 from typing import Optional, Sequence
@@ -14,6 +14,7 @@ from tf_resnet.serving import interceptors
 from tf_resnet.serving import manager as manager_lib
 from tf_resnet.serving import metrics
 from tf_resnet.serving import options
+from tf_resnet.serving import profiler
 from tf_resnet.serving import services
 
 
@@ -104,6 +105,7 @@ class Server:
         options=options, interceptors=[interceptors.RequestInterceptor()],
         maximum_concurrent_rpcs=max_concurrent_rpcs or workers)
     services.add_to_server(self._grpc, self.models, log_requests)
+    profiler.add_to_server(self._grpc)  # As TF Serving's server.cc.
     self.health = None
     if health:
       self.health = health_lib.HealthServicer()

@@ -28,7 +28,6 @@ thread pool:
 import asyncio
 import concurrent.futures
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -43,6 +42,7 @@ from tornado import httputil
 from tornado import netutil
 
 from tf_resnet.serving import deadline
+from tf_resnet.serving import json_writer
 from tf_resnet.serving import manager as manager_lib
 from tf_resnet.serving import metrics
 from tf_resnet.serving import rest_api_handler
@@ -243,8 +243,9 @@ class _Request(httputil.HTTPMessageDelegate):
       return
     self._answered = True
     if data is None:
-      data = (json.dumps(reply.body, ensure_ascii=False).encode(
-          "utf-8", "replace") if reply.body is not None else b"")
+      # Tensors in the body are JSON text already (json_writer.RawJson).
+      data = (json_writer.dumps(reply.body) if reply.body is not None
+              else b"")
     headers = httputil.HTTPHeaders()
     if data or reply.body is not None:
       headers["Content-Type"] = content_type

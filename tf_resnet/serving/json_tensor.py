@@ -35,6 +35,7 @@ from tensorflow.core.framework import tensor_pb2  # pylint: disable=g-direct-ten
 from tensorflow.core.framework import types_pb2  # pylint: disable=g-direct-tensorflow-import
 
 from tf_resnet.serving import errors
+from tf_resnet.serving import json_writer
 
 ServingError = errors.ServingError
 _INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -963,29 +964,39 @@ def _string_json(value: bytes, as_bytes: bool):
   return {"b64": base64.b64encode(value).decode("ascii")}
 
 
-def float32_json(value: float) -> float:
-  """The shortest decimal that reads back as the same float32.
-
-  As TF Serving writes floats: 0.2, not 0.20000000298023224.
-  """
-  return float(str(np.float32(value)))
+def _float32_json(value: float) -> json_writer.RawJson:
+  """A float32 field as TF Serving writes it (`0.2`, not 0.200000003)."""
+  return json_writer.RawJson(
+      json_writer.decimal_text(np.float32(value)).encode())
 
 
 def _tensor_json(name: str, proto):
-  """A whole output tensor as (nested lists of) JSON values."""
+  """A whole output tensor as JSON: text for numbers, lists for strings."""
   if proto.dtype not in _WRITABLE:
     raise ServingError(_INVALID, "Failed to write JSON value for tensor "
                        f"type: {_dtype_name(proto.dtype)}")
   array = tf.make_ndarray(proto)
-  if proto.dtype in (types_pb2.DT_FLOAT, types_pb2.DT_HALF):
-    return array.astype(np.float32).astype(str).astype(np.float64).tolist()
   if proto.dtype == types_pb2.DT_STRING:
     # As TF Serving, outputs named `*_bytes` are always base64.
     as_bytes = name.endswith("_bytes")
     flat = np.empty(array.size, dtype=object)
     flat[:] = [_string_json(v, as_bytes) for v in array.reshape(-1)]
     return flat.reshape(array.shape).tolist()
-  return array.tolist()
+  if proto.dtype == types_pb2.DT_HALF:
+    array = array.astype(np.float32)
+  return array
+
+
+def _rows(array, batch: int) -> list:
+  if isinstance(array, np.ndarray):
+    return [json_writer.array_json(array[i]) for i in range(batch)]
+  return array
+
+
+def _whole(array):
+  if isinstance(array, np.ndarray):
+    return json_writer.array_json(array)
+  return array
 
 
 def predictions_json(outputs) -> list:
@@ -1016,9 +1027,9 @@ def predictions_json(outputs) -> list:
     batch = dims[0].size
   values = {name: _tensor_json(name, outputs[name]) for name in sorted(outputs)}
   if len(values) == 1:
-    return next(iter(values.values()))
-  return [{name: value[i] for name, value in values.items()}
-          for i in range(batch)]
+    return _whole(next(iter(values.values())))
+  rows = {name: _rows(value, batch) for name, value in values.items()}
+  return [{name: row[i] for name, row in rows.items()} for i in range(batch)]
 
 
 def outputs_json(outputs) -> Any:
@@ -1030,7 +1041,8 @@ def outputs_json(outputs) -> Any:
   Returns:
     The only output's value (nested lists), or a dict of values by alias.
   """
-  values = {name: _tensor_json(name, outputs[name]) for name in sorted(outputs)}
+  values = {name: _whole(_tensor_json(name, outputs[name]))
+            for name in sorted(outputs)}
   if len(values) == 1:
     return next(iter(values.values()))
   return values
@@ -1041,7 +1053,7 @@ def classification_json(result) -> dict:
   if not result.classifications:
     raise ServingError(_INVALID, "Cannot convert empty "
                        "ClassificationResults to JSON")
-  return {"results": [[[c.label, float32_json(c.score)] for c in row.classes]
+  return {"results": [[[c.label, _float32_json(c.score)] for c in row.classes]
                       for row in result.classifications]}
 
 
@@ -1050,4 +1062,4 @@ def regression_json(result) -> dict:
   if not result.regressions:
     raise ServingError(_INVALID, "Cannot convert empty RegressionResults to "
                        "JSON")
-  return {"results": [float32_json(r.value) for r in result.regressions]}
+  return {"results": [_float32_json(r.value) for r in result.regressions]}

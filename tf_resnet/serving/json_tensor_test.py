@@ -6,8 +6,10 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2  # pylint: disable=g-direct-tensorflow-import
 from tensorflow_serving.apis import classification_pb2
+from tensorflow_serving.apis import regression_pb2
 
 from tf_resnet.serving import json_tensor
+from tf_resnet.serving import json_writer
 from tf_resnet.serving import manager
 
 _FLOAT, _DOUBLE = types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE
@@ -184,27 +186,39 @@ class ExamplesTest(tf.test.TestCase):
 
 class JsonFormatTest(tf.test.TestCase):
 
+  def assertJson(self, value, text):
+    self.assertEqual(json_writer.dumps(value).decode(), text)
+
   def test_row_and_columnar_formats(self):
     scores = tf.make_tensor_proto(np.array([[0.2, 0.8], [1.0, 0.0]],
                                            np.float32))
     names = tf.make_tensor_proto(np.array([b"cat", b"\xff\xfe"]))
     # One output: a list of its values; several: a dict per instance.
-    self.assertEqual(json_tensor.predictions_json({"scores": scores}),
-                     [[0.2, 0.8], [1.0, 0.0]])
-    self.assertEqual(json_tensor.predictions_json({"scores": scores,
-                                                   "names": names}),
-                     [{"scores": [0.2, 0.8], "names": "cat"},
-                      {"scores": [1.0, 0.0], "names": {"b64": "//4="}}])
-    self.assertEqual(json_tensor.outputs_json({"scores": scores}),
-                     [[0.2, 0.8], [1.0, 0.0]])
+    self.assertJson(json_tensor.predictions_json({"scores": scores}),
+                    "[[0.2, 0.8], [1.0, 0.0]]")
+    self.assertJson(json_tensor.predictions_json({"scores": scores,
+                                                  "names": names}),
+                    '[{"names": "cat", "scores": [0.2, 0.8]}, '
+                    '{"names": {"b64": "//4="}, "scores": [1.0, 0.0]}]')
+    self.assertJson(json_tensor.outputs_json({"scores": scores}),
+                    "[[0.2, 0.8], [1.0, 0.0]]")
     # Outputs named *_bytes are base64 even when they are text.
-    self.assertEqual(json_tensor.outputs_json({"names_bytes": names,
-                                               "n": tf.make_tensor_proto(7)}),
-                     {"names_bytes": [{"b64": "Y2F0"}, {"b64": "//4="}],
-                      "n": 7})
+    self.assertJson(json_tensor.outputs_json({"names_bytes": names,
+                                              "n": tf.make_tensor_proto(7)}),
+                    '{"n": 7, "names_bytes": [{"b64": "Y2F0"}, '
+                    '{"b64": "//4="}]}')
     with self.assertRaisesRegex(manager.ServingError,
                                 "Tensor name: n has no shape information"):
       json_tensor.predictions_json({"n": tf.make_tensor_proto(7)})
+
+  def test_scores_and_values_as_tf_serving_writes_floats(self):
+    # TF Serving's json_tensor_test.cc, MakeJsonFromRegressionResult:
+    # `[ 0.2, Infinity, 1.0, -Infinity, NaN ]`.
+    result = regression_pb2.RegressionResult()
+    for value in (0.2, np.inf, 1.0, -np.inf, np.nan):
+      result.regressions.add(value=value)
+    self.assertJson(json_tensor.regression_json(result),
+                    '{"results": [0.2, Infinity, 1.0, -Infinity, NaN]}')
 
 
 if __name__ == "__main__":
