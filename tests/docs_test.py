@@ -374,6 +374,30 @@ def quick_check_block(readme: str) -> str:
   return match.group(1)
 
 
+def run_block(block: str,
+              workdir: str) -> tuple[list[tuple[str, int, str]], str]:
+  """Runs a block's lines as written, in one shell.
+
+  Returns (line, exit status, standard output) for each line, and the whole
+  standard error. The shell's variables carry over from line to line; `python` and the
+  venv's tools (`saved_model_cli`) are the test interpreter's; temporary
+  files (`mktemp`) go under `workdir`.
+  """
+  lines = [line for line in block.split("\n") if line.strip()]
+  script = "".join(f'{line}\necho "@@status $?"\n' for line in lines)
+  env = dict(os.environ, TMPDIR=workdir,
+             PATH=os.path.dirname(sys.executable) + os.pathsep
+             + os.environ.get("PATH", ""))
+  result = subprocess.run(["bash", "-c", script], cwd=workdir, env=env,
+                          capture_output=True, text=True,
+                          timeout=_TIMEOUT_SECS, check=False)
+  outputs = re.split(r"^@@status (\d+)\n", result.stdout, flags=re.M)
+  statuses = [int(s) for s in outputs[1::2]]
+  if len(statuses) != len(lines):
+    raise RuntimeError(f"the block stopped early:\n{result.stderr[-3000:]}")
+  return list(zip(lines, statuses, outputs[0::2])), result.stderr
+
+
 def _read(path: str) -> str:
   with open(path) as f:
     return f.read()
@@ -463,6 +487,13 @@ class CheckerTest(absltest.TestCase):
         "no heading for the anchor: other.md#no-such-section",
         "no heading for the anchor: #nowhere"])
 
+  def test_block_runner_reports_each_line_status(self):
+    ran, _ = run_block('X=$(mktemp -d)\necho "in $X"\nfalse\n'
+                    'ls $X/missing\necho done', self.root)
+    self.assertEqual([status for _, status, _ in ran], [0, 0, 1, 2, 0])
+    self.assertStartsWith(ran[1][2], f"in {self.root}/")
+    self.assertEqual(ran[4][2], "done\n")
+
   def test_anchors_as_github_writes_them(self):
     self.assertEqual(
         anchors("# Serving\n## Inference: the export, `fast`\n"
@@ -511,29 +542,18 @@ class DocsTest(absltest.TestCase):
 
   def test_quick_check_runs_as_written(self):
     block = quick_check_block(self.texts[os.path.join(_ROOT, "README.md")])
-    lines = [line for line in block.split("\n") if line.strip()]
-    # Each line verbatim, then its exit status, in one shell (the block's
-    # variables carry over from line to line).
-    script = "".join(f'{line}\necho "@@status $?"\n' for line in lines)
     workdir = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, workdir, ignore_errors=True)
-    env = dict(os.environ, TMPDIR=workdir,
-               PATH=os.path.dirname(sys.executable) + os.pathsep
-               + os.environ.get("PATH", ""))
-    result = subprocess.run(["bash", "-c", script], cwd=workdir, env=env,
-                            capture_output=True, text=True,
-                            timeout=_TIMEOUT_SECS, check=False)
-    outputs = re.split(r"^@@status (\d+)\n", result.stdout, flags=re.M)
-    statuses = [int(s) for s in outputs[1::2]]
-    self.assertLen(statuses, len(lines), result.stderr)
-    by_command = dict(zip(lines, zip(statuses, outputs[0::2])))
-    for line, (status, output) in by_command.items():
+    ran, stderr = run_block(block, workdir)
+    lines = [line for line, _, _ in ran]
+    by_command = {line: (status, output) for line, status, output in ran}
+    for line, status, output in ran:
       with self.subTest(line):
         if "--helpfull" in line:  # absl prints the flags and exits 1.
           self.assertIn(status, (0, 1))
           self.assertIn("--flagfile", output)
         else:
-          self.assertEqual(status, 0, result.stderr[-3000:])
+          self.assertEqual(status, 0, stderr[-3000:])
     # What the commands are for: the trained steps evaluated, and the export
     # holding TF Serving's classify signature.
     train = next(l for l in lines if "tf_resnet.train" in l
