@@ -5,6 +5,7 @@ import os
 import tempfile
 
 from absl.testing import absltest
+from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-direct-tensorflow-import
 
 from tf_resnet.testing import processes
 
@@ -24,13 +25,23 @@ class ExportMainTest(absltest.TestCase):
 
   def test_exports_new_versions_with_the_runs_labels(self):
     base = tempfile.mkdtemp()
-    for version in (1, 2):
+    for version, default in ((1, "classify"), (2, "predict")):
       result = processes.run("tf_resnet.export", f"--model_dir={self.run_dir}",
-                             f"--export_dir={base}", "--top_k=3")
+                             f"--export_dir={base}", "--top_k=3",
+                             f"--serving_default={default}")
       self.assertEqual(result.returncode, 0, result.stderr[-3000:])
       self.assertIn(f"at step 4", result.stdout)
       self.assertTrue(result.stdout.strip().endswith(f"{base}/{version}"))
     self.assertEqual(sorted(os.listdir(base)), ["1", "2"])
+    # --serving_default=predict: TF Serving's ResNet tutorial's interface.
+    for version, inputs, method in ((1, ["inputs"], "classify"),
+                                    (2, ["image_bytes"], "predict")):
+      saved = saved_model_pb2.SavedModel()
+      with open(os.path.join(base, str(version), "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+      default = saved.meta_graphs[0].signature_def["serving_default"]
+      self.assertEqual(list(default.inputs), inputs)
+      self.assertEqual(default.method_name, f"tensorflow/serving/{method}")
     again = processes.run("tf_resnet.export", f"--model_dir={self.run_dir}",
                           f"--export_dir={base}", "--version=2")
     self.assertNotEqual(again.returncode, 0)

@@ -4,6 +4,8 @@ Examples:
   python -m tf_resnet.export --model_dir=/runs/r50 --export_dir=/models/resnet
   python -m tf_resnet.export --model_dir=/runs/r20 --export_dir=/models/r20 \
       --version=7 --top_k=3
+  python -m tf_resnet.export --model_dir=/runs/r50 --export_dir=/models/resnet \
+      --serving_default=predict   # TF Serving's ResNet tutorial's interface
 
 Writes `export_dir/<version>/` atomically (default version: one above the
 highest there). The network, mean image and class names come from the run
@@ -11,7 +13,11 @@ highest there). The network, mean image and class names come from the run
 these flags. Signatures: `serving_default` and `classification` (classify on
 tf.Example `image/encoded`, multi-scale), `predict` (image bytes),
 `predict_images` (uint8 images), and the fast single-view
-`classify_single_view` and `predict_single_view`.
+`classify_single_view` and `predict_single_view`. With
+--serving_default=predict, `serving_default` is `predict` instead (`image_bytes`
+-> `classes`, `probabilities`, ...: the Estimator-era ResNet export that TF
+Serving's ResNet tutorial and its pre-2021 example clients call); every other
+signature stays.
 """
 
 
@@ -55,6 +61,12 @@ _PRECISION = flags.DEFINE_enum(
     "AMX or AVX-512 and on recent GPUs; on other CPUs TensorFlow runs it on "
     "slow reference kernels, and this binary warns) or float16 (GPUs). "
     "Outputs stay float32.")
+_SERVING_DEFAULT = flags.DEFINE_enum(
+    "serving_default", "classify", list(serving_module.SERVING_DEFAULTS),
+    "What the `serving_default` signature is: `classify` (tf.Example in, "
+    "label names and scores out, as `classification`) or `predict` (JPEG or "
+    "PNG bytes in `image_bytes`, outputs `classes` and `probabilities`, as "
+    "`predict`): the interface TF Serving's ResNet tutorial clients call.")
 _LABELS = flags.DEFINE_string(
     "labels", None, "A file with one class name per line (default: the "
     "run's labels.txt: TFDS's names, CIFAR's, the folder names).")
@@ -86,7 +98,8 @@ def main(argv):
     module = serving_module.for_run(
         model, trained.model.family, trained.statistics.mean_image, labels,
         scales=[int(s) for s in _SCALES.value or []], flip=_FLIP.value,
-        top_k=_TOP_K.value, precision=_PRECISION.value)
+        top_k=_TOP_K.value, precision=_PRECISION.value,
+        serving_default=_SERVING_DEFAULT.value)
     exported = writer.write(module, _EXPORT_DIR.value, _VERSION.value,
                             overwrite=_OVERWRITE.value)
   except (ValueError, FileExistsError) as e:

@@ -153,6 +153,56 @@ class CifarExportTest(tf.test.TestCase):
     self.assertAllEqual(got["classes"], expected["classes"])
     self.assertAllClose(got["scores"], expected["scores"], atol=1e-6)
 
+  def test_serving_default_predict_is_the_r1_interface_and_keeps_the_rest(self):
+    # official/r1/resnet exported `predict` and `serving_default` as one
+    # PredictOutput: `image_bytes` [None] strings in, `classes` (int64
+    # argmax) and `probabilities` out. TF Serving's pre-2021 ResNet clients
+    # call it so.
+    module = serving_module.for_run(self.net, "cifar", self.mean,
+                                    self.labels, top_k=3,
+                                    serving_default="predict")
+    path = writer.write(module, tempfile.mkdtemp())
+    loaded = tf.saved_model.load(path)
+    self.assertEqual(set(loaded.signatures), set(self.loaded.signatures))
+    default = loaded.signatures["serving_default"]
+    self.assertEqual(list(default.structured_input_signature[1]),
+                     ["image_bytes"])
+    spec = default.structured_input_signature[1]["image_bytes"]
+    self.assertEqual((spec.dtype, spec.shape.as_list()), (tf.string, [None]))
+    got = default(image_bytes=tf.constant(self.images))
+    self.assertEqual(got["classes"].dtype, tf.int64)
+    self.assertAllEqual(got["classes"],
+                        np.argmax(got["probabilities"], axis=1))
+    # The same numbers as today's `predict`, and the other signatures kept:
+    # `classification` is still classify on tf.Example.
+    want = self.loaded.signatures["predict"](image_bytes=tf.constant(
+        self.images))
+    self.assertAllClose(got["probabilities"], want["probabilities"],
+                        atol=1e-6)
+    examples = tf.constant([_example(d) for d in self.images])
+    self.assertAllEqual(
+        loaded.signatures["classification"](inputs=examples)["classes"],
+        self.loaded.signatures["serving_default"](inputs=examples)["classes"])
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+      meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
+      methods = {k: v.method_name for k, v in meta.signature_def.items()
+                 if not k.startswith("__")}
+    self.assertEqual(methods["serving_default"], "tensorflow/serving/predict")
+    self.assertEqual(methods["classification"], writer.CLASSIFY_METHOD)
+    self.assertEqual(methods["classify_single_view"], writer.CLASSIFY_METHOD)
+    # The recorded warm-up asks serving_default with a predict request.
+    logs = [log for log in serving_module.warmup_requests(module, "m")
+            if log.WhichOneof("log_type") == "predict_log"
+            and log.predict_log.request.model_spec.signature_name ==
+            "serving_default"]
+    self.assertLen(logs, len(serving_module.WARMUP_BATCH_SIZES))
+    self.assertEqual(list(logs[0].predict_log.request.inputs),
+                     ["image_bytes"])
+    with self.assertRaisesRegex(ValueError,
+                                "`serving_default` must be one of"):
+      serving_module.for_run(self.net, "cifar", self.mean, self.labels,
+                             serving_default="regress")
+
   def test_saved_model_cli_shows_classify_and_runs_predict_images(self):
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

@@ -13,6 +13,11 @@ Predict APIs take them as they are:
   (label names) and `scores` (probabilities), [N, K], best first.
 * `predict`: `image_bytes` [N]; outputs `probabilities` [N, C], `classes`
   (int64 top-1), `top_k_classes`, `top_k_scores`, `labels` (top-k names).
+  With `serving_default="predict"`, `serving_default` is this signature too:
+  the interface of the Estimator-era `official/r1/resnet` export that TF
+  Serving's ResNet tutorial and its pre-2021 example clients were written
+  for (`image_bytes` -> `classes`, `probabilities`; the Estimator exported
+  `predict` and `serving_default` as the same signature).
 * `predict_images`: decoded uint8 images [N, H, W, 3]; the same outputs.
 * `classify_single_view`, `predict_single_view`: one view per image (the
   centre crop on ImageNet, the image itself on CIFAR), for latency-bound
@@ -36,9 +41,9 @@ IMAGE_FEATURE = "image/encoded"
 # The type the network computes in, by `precision`.
 PRECISIONS = {"float32": tf.float32, "bfloat16": tf.bfloat16,
               "float16": tf.float16}
-CLASSIFY_SIGNATURES = ("serving_default", "classification",
-                       "classify_single_view")
-PREDICT_BYTES_SIGNATURES = ("predict", "predict_single_view")
+# What `serving_default` can be: the classify signature (tf.Example in,
+# label names and scores out) or the predict one (image bytes in).
+SERVING_DEFAULTS = ("classify", "predict")
 # Batch sizes of the recorded warm-up requests: one, and a small batch.
 WARMUP_BATCH_SIZES = (1, 2)
 
@@ -60,7 +65,8 @@ class ServingModule(tf.Module):
   def __init__(self, model: tf.Module, *, family: str,
                mean_image, labels: Sequence[str], scales: Sequence[int],
                flip: bool = False, top_k: int = 5,
-               precision: str = "float32", name: str = "serving"):
+               precision: str = "float32", serving_default: str = "classify",
+               name: str = "serving"):
     """Wraps a network.
 
     Args:
@@ -76,11 +82,14 @@ class ServingModule(tf.Module):
         in that type (its variables stay float32 and are cast as training's
         mixed precision does); preprocessing, softmax and every output stay
         float32, as the signatures promise.
+      serving_default: which signature `serving_default` is: `classify`
+        (as `classification`) or `predict` (as `predict`: TF Serving's
+        ResNet tutorial's interface).
       name: module name.
 
     Raises:
       ValueError: if the labels do not match the network's outputs, or for
-        a bad `top_k`, scale or precision.
+        a bad `top_k`, scale, precision or `serving_default`.
     """
     super().__init__(name=name)
     num_classes = model.num_classes
@@ -95,6 +104,10 @@ class ServingModule(tf.Module):
     if precision not in PRECISIONS:
       raise ValueError(f"`precision` must be one of {tuple(PRECISIONS)}, "
                        f"not {precision!r}")
+    if serving_default not in SERVING_DEFAULTS:
+      raise ValueError(f"`serving_default` must be one of {SERVING_DEFAULTS}, "
+                       f"not {serving_default!r}")
+    self.serving_default = serving_default
     self.model = model
     self.compute_dtype = PRECISIONS[precision]
     self.family = family
@@ -106,6 +119,20 @@ class ServingModule(tf.Module):
                                   trainable=False, name="mean_image")
     self.labels = tf.Variable(tf.constant(list(labels), tf.string),
                               trainable=False, name="labels")
+
+  @property
+  def classify_signatures(self) -> tuple[str, ...]:
+    """Keys of the classify signatures (tf.Example in), in export order."""
+    keys = ("classification", "classify_single_view")
+    return (("serving_default",) + keys if self.serving_default == "classify"
+            else keys)
+
+  @property
+  def predict_bytes_signatures(self) -> tuple[str, ...]:
+    """Keys of the predict signatures on image bytes, in export order."""
+    keys = ("predict", "predict_single_view")
+    return (keys if self.serving_default == "classify"
+            else ("serving_default",) + keys)
 
   def _probabilities(self, views: tf.Tensor) -> tf.Tensor:
     logits = self.model(tf.cast(views, self.compute_dtype), is_training=False)
@@ -204,7 +231,8 @@ class ServingModule(tf.Module):
     # tf.functions with input signatures, not concrete functions: only those
     # can be saved when the network's variables are distributed.
     return {
-        "serving_default": classify,
+        "serving_default": (classify if self.serving_default == "classify"
+                            else predict),
         "classification": classify,
         "classify_single_view": classify_single_view,
         "predict": predict,
@@ -244,7 +272,7 @@ def warmup_requests(module: ServingModule, model_name: str
   for batch in WARMUP_BATCH_SIZES:
     pixels = [_warmup_image(size, seed) for seed in range(batch)]
     pngs = [tf.io.encode_png(p).numpy() for p in pixels]
-    for key in CLASSIFY_SIGNATURES:
+    for key in module.classify_signatures:
       log = prediction_log_pb2.PredictionLog()
       request = log.classify_log.request
       request.model_spec.name = model_name
@@ -254,7 +282,7 @@ def warmup_requests(module: ServingModule, model_name: str
         example.features.feature[IMAGE_FEATURE].bytes_list.value.append(png)
       logs.append(log)
     inputs = {key: ("image_bytes", tf.make_tensor_proto(pngs))
-              for key in PREDICT_BYTES_SIGNATURES}
+              for key in module.predict_bytes_signatures}
     inputs["predict_images"] = ("images",
                                 tf.make_tensor_proto(tf.stack(pixels)))
     for key, (alias, tensor) in inputs.items():
@@ -269,11 +297,13 @@ def warmup_requests(module: ServingModule, model_name: str
 
 def for_run(model: tf.Module, family: str, mean_image, labels: Sequence[str],
             scales: Optional[Sequence[int]] = None, flip: bool = False,
-            top_k: int = 5, precision: str = "float32") -> ServingModule:
+            top_k: int = 5, precision: str = "float32",
+            serving_default: str = "classify") -> ServingModule:
   """A ServingModule with the family's defaults: the paper's five test scales on ImageNet."""
   if not scales:
     facts = families.get(family)
     scales = facts.test_scales or (facts.input_size,)
   return ServingModule(model, family=family, mean_image=mean_image,
                        labels=labels, scales=scales, flip=flip,
-                       top_k=min(top_k, len(labels)), precision=precision)
+                       top_k=min(top_k, len(labels)), precision=precision,
+                       serving_default=serving_default)

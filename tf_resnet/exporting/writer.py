@@ -74,7 +74,7 @@ def write(module: serving_module.ServingModule, base_path: str,
   try:
     tf.saved_model.save(module, tmp, signatures=module.signatures())
     updater = method_name_updater.MethodNameUpdater(tmp)
-    for key in serving_module.CLASSIFY_SIGNATURES:
+    for key in module.classify_signatures:
       updater.replace_method_name(signature_key=key,
                                   method_name=CLASSIFY_METHOD, tags="serve")
     updater.save()

@@ -15,7 +15,7 @@ DIGIT_LABELS = tuple(f"digit_{i}" for i in range(10))
 
 def tiny_export(base: Optional[str] = None, *, seed: int = 1,
                 labels: Sequence[str] = DIGIT_LABELS, top_k: int = 3,
-                mean: float = 100.0) -> str:
+                mean: float = 100.0, serving_default: str = "classify") -> str:
   """Exports a CIFAR-family ResNet-8 as a new version under `base`.
 
   The network sees one training batch first, so its batch-norm statistics
@@ -27,6 +27,7 @@ def tiny_export(base: Optional[str] = None, *, seed: int = 1,
     labels: the 10 class names.
     top_k: the export's top-k outputs.
     mean: the constant of the mean image.
+    serving_default: `classify` or `predict` (ServingModule's option).
 
   Returns:
     The version directory written.
@@ -36,5 +37,6 @@ def tiny_export(base: Optional[str] = None, *, seed: int = 1,
   net = resnet.cifar_resnet(8)
   net(tf.random.normal([8, 32, 32, 3], stddev=50.0), is_training=True)
   module = serving_module.for_run(net, "cifar", np.full([32, 32, 3], mean),
-                                  list(labels), top_k=top_k)
+                                  list(labels), top_k=top_k,
+                                  serving_default=serving_default)
   return writer.write(module, base)
