@@ -1,20 +1,31 @@
-r"""Input pipeline throughput against the training step that consumes it, on this machine.
+r"""Input pipeline throughput per core, against TensorFlow's JPEG decoder and the training step.
 
-Measures, in one run:
-* the ImageNet training pipeline (scale augmentation with fused JPEG
-  decode-and-crop, flips, mean, colour noise) on real-sized JPEGs (500x375,
-  generated with natural-image-like statistics unless --jpeg_dir is given);
-* the CIFAR training pipeline (pad, crop, flip, mean) on a CIFAR-10 image
-  folder (--cifar_dir, e.g. the unpacked JPEG copy), if given;
+Measures, in one run, on real-sized JPEGs (500x375, a third portrait,
+generated with natural-image-like statistics unless --jpeg_dir is given; no
+downloads):
+
+* decode-only: read each file and decode the whole JPEG (`tf.io.decode_jpeg`),
+  nothing else: TensorFlow's own ceiling for any pipeline of these files;
+* the ImageNet training pipeline (`pipeline.train_dataset`: scale
+  augmentation with the window-only JPEG decode, flip, mean, colour noise);
+* the evaluation inputs (`pipeline.eval_dataset`): the centre crop, the
+  10-crop and multi-scale views (five scales);
+* optionally the CIFAR training pipeline on a CIFAR-10 image folder
+  (--cifar_dir, e.g. the unpacked JPEG copy);
 * the training step (forward, backward, update: the real Trainer, as
   `tf_resnet.train` builds it; `in_memory.py`) of the cheapest network of
-  each family
-  (ImageNet ResNet-18 at 224x224, CIFAR ResNet-20), on a batch held in
-  memory: every other network of the zoo consumes images more slowly.
+  each family (ImageNet ResNet-18 at 224x224, CIFAR ResNet-20), on a batch
+  held in memory, with every core (--steps=0 skips it).
 
-Prints a table and one JSON line. The pipeline keeps up when its images/s
-exceed the step's.
+Per core: every input pipeline runs on one thread (tf.data's private thread
+pool of 1, intra-op parallelism 1), and its rate is images per CPU-second
+the whole process spent while it ran (`time.process_time`, all threads), so
+other jobs on a shared machine slow the wall clock but not the figure. The
+pipelines are timed in interleaved rounds (decode-only, training, decode-
+only, ...) and each figure is the median over rounds, so the ratio of the
+training pipeline to decode-only compares the two under the same load.
 
+  python benchmarks/input_pipeline.py --format=json
   python benchmarks/input_pipeline.py --cifar_dir=/tmp/cifar10
 """
 
@@ -34,6 +45,7 @@ import numpy as np
 import tensorflow as tf
 
 import in_memory  # Beside this file.
+import machine  # Beside this file.
 from tf_resnet.data import pipeline
 from tf_resnet.data import sources
 from tf_resnet.data import stats as stats_lib
@@ -45,9 +57,14 @@ _JPEG_DIR = flags.DEFINE_string("jpeg_dir", None,
 _NUM_JPEGS = flags.DEFINE_integer("num_jpegs", 256, "JPEGs to generate.")
 _CIFAR_DIR = flags.DEFINE_string("cifar_dir", None,
                                  "A CIFAR-10 image folder (train/<class>/*).")
-_SECONDS = flags.DEFINE_float("seconds", 15.0,
-                              "Measuring time per pipeline.")
-_STEPS = flags.DEFINE_integer("steps", 5, "Timed training steps per network.")
+_SECONDS = flags.DEFINE_float("seconds", 4.0,
+                              "Measuring time per pipeline and round.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved rounds.")
+_STEPS = flags.DEFINE_integer("steps", 5, "Timed training steps per network "
+                              "(0: no training step).")
+_GPU_RATE = flags.DEFINE_float("gpu_images_per_sec", 2500.0,
+                               "An accelerator's training rate, to express "
+                               "the pipeline in cores per accelerator.")
 _FORMAT = flags.DEFINE_enum("format", "table", ["table", "json"], "Output.")
 
 
@@ -73,17 +90,52 @@ def _make_jpegs(root: str, count: int) -> str:
   return root
 
 
-def _pipeline_rate(source: sources.Source, batch: int, seconds: float) -> float:
-  statistics = stats_lib.compute(source, max_images=64)
-  ds = pipeline.train_dataset(source, statistics,
-                              pipeline.InputConfig(global_batch_size=batch))
-  iterator = iter(ds)
-  for _ in range(3):  # Warm-up: tracing, thread pools, file cache.
-    next(iterator)
-  images, began = 0, time.perf_counter()
-  while time.perf_counter() - began < seconds:
-    images += int(next(iterator)[1].shape[0])
-  return images / (time.perf_counter() - began)
+def _one_core() -> tf.data.Options:
+  options = tf.data.Options()
+  options.threading.private_threadpool_size = 1
+  options.threading.max_intra_op_parallelism = 1
+  return options
+
+
+def _decode_only(source: sources.Source) -> tf.data.Dataset:
+  """Each training file read and wholly decoded, endlessly."""
+  n = source.num_examples("train")
+  ds = tf.data.Dataset.range(n).repeat()
+  ds = ds.map(lambda i: tf.shape(tf.io.decode_jpeg(
+      source.load("train", i)[0], channels=3))[0],
+              num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.batch(32).prefetch(tf.data.AUTOTUNE)
+
+
+class _Timed:
+  """A dataset's iterator, timed in rounds: images per CPU-second of the process."""
+
+  def __init__(self, dataset: tf.data.Dataset, count):
+    self._iterator = iter(dataset.with_options(_one_core()))
+    self._count = count  # Images in one element.
+    for _ in range(3):  # Warm-up: tracing, thread pools, file cache.
+      next(self._iterator)
+    self.rates, self.wall_rates = [], []
+
+  def round(self, seconds: float) -> None:
+    images = 0
+    wall, cpu = time.perf_counter(), time.process_time()
+    while time.perf_counter() - wall < seconds:
+      images += self._count(next(self._iterator))
+    self.rates.append(images / (time.process_time() - cpu))
+    self.wall_rates.append(images / (time.perf_counter() - wall))
+
+  @property
+  def rate(self) -> float:
+    return float(np.median(self.rates))
+
+  @property
+  def wall_rate(self) -> float:
+    return float(np.median(self.wall_rates))
+
+
+def _batch_size(element) -> int:
+  return int(element[1].shape[0])
 
 
 def _step_rate(config: zoo.ModelConfig, batch: int, steps: int) -> float:
@@ -94,46 +146,84 @@ def _step_rate(config: zoo.ModelConfig, batch: int, steps: int) -> float:
   return batch * steps / seconds
 
 
+def _measure(pipelines: dict, rounds: int, seconds: float) -> dict:
+  timed = {name: _Timed(*make()) for name, make in pipelines.items()}
+  for _ in range(rounds):
+    for t in timed.values():
+      t.round(seconds)
+  return timed
+
+
 def main(argv):
   del argv
-  cores = os.cpu_count()
-  rows = []
   jpeg_dir = _JPEG_DIR.value or _make_jpegs(tempfile.mkdtemp(),
                                             _NUM_JPEGS.value)
   imagenet = sources.folder_source(jpeg_dir, family="imagenet")
-  rows.append(("imagenet pipeline (500x375 JPEG)", "input",
-               _pipeline_rate(imagenet, 32, _SECONDS.value)))
-  rows.append(("imagenet ResNet-18 step, batch 32", "step",
-               _step_rate(zoo.ModelConfig("imagenet", depth=18), 32,
-                          _STEPS.value)))
+  statistics = stats_lib.compute(imagenet, max_images=64)
+  config = pipeline.InputConfig(global_batch_size=32)
+  test_config = pipeline.InputConfig(global_batch_size=32, test_flip=False)
+
+  def evaluation(mode, per_example):
+    def make():
+      ds = pipeline.eval_dataset(imagenet, statistics, test_config,
+                                 split="train", mode=mode, batch_size=32)
+      return ds.repeat(), per_example
+    return make
+
+  pipelines = {
+      "decode_only": lambda: (_decode_only(imagenet),
+                              lambda e: int(e.shape[0])),
+      "imagenet_train": lambda: (pipeline.train_dataset(imagenet, statistics,
+                                                        config),
+                                 _batch_size),
+      "imagenet_center": evaluation("center", _batch_size),
+      "imagenet_10crop": evaluation("10crop", _batch_size),
+      "imagenet_multiscale": evaluation("multiscale", lambda e: 1),
+  }
   if _CIFAR_DIR.value:
     cifar = sources.folder_source(_CIFAR_DIR.value, family="cifar")
-    rows.append(("cifar pipeline (CIFAR-10 JPEG folder)", "input",
-                 _pipeline_rate(cifar, 128, _SECONDS.value)))
-  rows.append(("cifar ResNet-20 step, batch 128", "step",
-               _step_rate(zoo.ModelConfig("cifar", depth=20), 128,
-                          _STEPS.value * 4)))
-  record = {"cores": cores, "date": time.strftime("%Y-%m-%d"),
-            **{name: {"kind": kind, "images_per_sec": round(rate, 1),
-                      "images_per_sec_per_core": round(rate / cores, 1)}
-               for name, kind, rate in rows}}
-  for family in ("imagenet", "cifar"):
-    rates = {kind: rate for name, kind, rate in rows
-             if name.startswith(family)}
-    if len(rates) == 2:
-      record[f"{family}_pipeline_over_step"] = round(
-          rates["input"] / rates["step"], 2)
+    cifar_stats = stats_lib.compute(cifar, max_images=64)
+    pipelines["cifar_train"] = lambda: (pipeline.train_dataset(
+        cifar, cifar_stats, pipeline.InputConfig(global_batch_size=128)),
+                                        _batch_size)
+  with machine.OthersLoad() as others:
+    timed = _measure(pipelines, _ROUNDS.value, _SECONDS.value)
+  decode = timed["decode_only"].rate
+  record = {"date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(),
+            "cpu": machine.cpu_model(), "rounds": _ROUNDS.value,
+            "seconds_per_round": _SECONDS.value,
+            "gpu_images_per_sec": _GPU_RATE.value,
+            "other_processes_cores_busy": others.cores}
+  for name, t in timed.items():
+    record[f"{name}_images_per_sec_per_core"] = round(t.rate, 1)
+    record[f"{name}_wall_images_per_sec_one_thread"] = round(t.wall_rate, 1)
+    if name != "decode_only":
+      record[f"{name}_over_decode_only"] = round(t.rate / decode, 3)
+    record[f"{name}_cores_per_gpu"] = round(_GPU_RATE.value / t.rate, 2)
+  steps = {}
+  if _STEPS.value:
+    steps["imagenet"] = _step_rate(zoo.ModelConfig("imagenet", depth=18), 32,
+                                   _STEPS.value)
+    steps["cifar"] = _step_rate(zoo.ModelConfig("cifar", depth=20), 128,
+                                _STEPS.value * 4)
+  for family, rate in steps.items():
+    record[f"{family}_resnet_step_images_per_sec"] = round(rate, 1)
+    if f"{family}_train" in timed:
+      # One core's pipeline against the step on every core.
+      record[f"{family}_train_one_core_over_step"] = round(
+          timed[f"{family}_train"].rate / rate, 2)
   if _FORMAT.value == "json":
     print(json.dumps(record))
     return
-  print(f"{'what':<40} {'images/s':>10} {'per core':>10}")
-  for name, _, rate in rows:
-    print(f"{name:<40} {rate:>10.1f} {rate / cores:>10.1f}")
-  for family in ("imagenet", "cifar"):
-    key = f"{family}_pipeline_over_step"
-    if key in record:
-      print(f"{family}: the pipeline delivers {record[key]}x what the "
-            "cheapest network's step consumes")
+  print(f"{'input, per core (images per CPU-second)':<44} {'images/s':>9} "
+        f"{'/ decode':>9} {'cores for ' + str(int(_GPU_RATE.value)) + '/s':>14}")
+  for name, t in timed.items():
+    print(f"{name:<44} {t.rate:>9.1f} {t.rate / decode:>9.3f} "
+          f"{_GPU_RATE.value / t.rate:>14.2f}")
+  for family, rate in steps.items():
+    print(f"{family} cheapest ResNet's step, all cores: {rate:.1f} images/s")
+  print(f"other processes kept {others.cores} of {os.cpu_count()} cores busy "
+        "meanwhile")
   print(json.dumps(record))
 
 

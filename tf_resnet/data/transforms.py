@@ -1,6 +1,6 @@
 """The paper's image transforms, as TF ops on single images.
 
-(About 370 lines, kept in one module: the training and test views share
+(About 530 lines, kept in one module: the training and test views share
 the windows and the mean rule below, and are checked against each other.)
 
 Training (section 3.4 for ImageNet, section 4.2 for CIFAR-10) draws every
@@ -29,7 +29,7 @@ float32, mean subtracted by one rule in every mode and in the export:
   crops' centres).
 """
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import tensorflow as tf
 
@@ -98,43 +98,209 @@ def _window(image, window_fn, encoded: bool) -> tf.Tensor:
           else crop_window(image, window_fn))
 
 
-def scale_augmentation_window(seed: tf.Tensor,
-                              scale_range: Sequence[int] = IMAGENET_SCALE_RANGE,
-                              crop: int = IMAGENET_CROP):
-  """The paper's scale augmentation as a window in the original image.
+class ScaleCrop(NamedTuple):
+  """One draw of section 3.4's scale augmentation, in the resized image's terms.
+
+  The image is resized (bilinear) to `height` x `width`, its shorter side
+  `scale`, and the crop's top-left corner is (`top`, `left`) of that resized
+  image. All int32 scalars.
+  """
+
+  scale: tf.Tensor
+  height: tf.Tensor
+  width: tf.Tensor
+  top: tf.Tensor
+  left: tf.Tensor
+
+
+def resized_shape(height: tf.Tensor, width: tf.Tensor,
+                  size) -> tuple[tf.Tensor, tf.Tensor]:
+  """The (height, width) `resize_shorter_side` gives an image: shorter side `size`.
+
+  The longer side is rounded to the nearest pixel; the computation is
+  `resize_shorter_side`'s own, so the two always agree.
+  """
+  shape = tf.cast(tf.stack([height, width]), tf.float32)
+  shorter = tf.reduce_min(shape)
+  new = tf.cast(tf.round(shape * (tf.cast(size, tf.float32) / shorter)),
+                tf.int32)
+  new = tf.where(shape == shorter, tf.cast(size, tf.int32), new)
+  return new[0], new[1]
+
+
+def scale_augmentation_crop(seed: tf.Tensor, height: tf.Tensor,
+                            width: tf.Tensor,
+                            scale_range: Sequence[int] = IMAGENET_SCALE_RANGE,
+                            crop: int = IMAGENET_CROP) -> ScaleCrop:
+  """Draws the paper's scale augmentation for an image of this size.
 
   "The image is resized with its shorter side randomly sampled in [256, 480]
   for scale augmentation. A 224x224 crop is randomly sampled from an image."
-  Resizing the shorter side `s` to `S` and cropping 224x224 at a uniformly
-  random position is the same as cropping a square of side
-  `round(224 * s / S)` at a uniformly random position of the original and
-  resizing it to 224x224, which needs only that window decoded.
+  The shorter side S is uniform over the integers of `scale_range`; the
+  crop's corner is uniform over the integer positions of the image resized
+  to shorter side S (`resized_shape`). Nothing else is drawn: these are the
+  draws of resize-then-crop itself, whichever way the crop is then computed.
 
   Args:
     seed: a stateless seed, int64 [2].
+    height: the original image's height, int32.
+    width: its width.
     scale_range: inclusive range of the shorter side S.
     crop: the crop's side in the resized image.
 
   Returns:
-    A function from (height, width) to the window (top, left, side).
+    The draw.
   """
   scale_seed, top_seed, left_seed = tf.unstack(
       tf.random.experimental.stateless_split(seed, 3))
+  scale = tf.random.stateless_uniform([], scale_seed, scale_range[0],
+                                      scale_range[1] + 1, dtype=tf.int32)
+  resized_height, resized_width = resized_shape(height, width, scale)
+  top = tf.random.stateless_uniform([], top_seed, 0,
+                                    resized_height - crop + 1, dtype=tf.int32)
+  left = tf.random.stateless_uniform([], left_seed, 0,
+                                     resized_width - crop + 1, dtype=tf.int32)
+  return ScaleCrop(scale, resized_height, resized_width, top, left)
 
-  def window_fn(height, width):
-    shorter = tf.minimum(height, width)
-    scale = tf.random.stateless_uniform([], scale_seed, scale_range[0],
-                                        scale_range[1] + 1, dtype=tf.int32)
-    side = tf.cast(tf.round(crop * tf.cast(shorter, tf.float32)
-                            / tf.cast(scale, tf.float32)), tf.int32)
-    side = tf.clip_by_value(side, 1, shorter)
-    top = tf.random.stateless_uniform([], top_seed, 0, height - side + 1,
-                                      dtype=tf.int32)
-    left = tf.random.stateless_uniform([], left_seed, 0, width - side + 1,
-                                       dtype=tf.int32)
-    return top, left, side
 
-  return window_fn
+class SourceWindow(NamedTuple):
+  """The pixels of the original image a bilinear crop reads, and where it samples.
+
+  Rows `[top, top + height)` and columns `[left, left + width)` of the
+  original (int32 scalars); `first_y`..`last_y` and `first_x`..`last_x`
+  (float32) are the sampling positions of the crop's first and last row and
+  column, in the coordinates of that window padded by one pixel on every
+  side.
+  """
+
+  top: tf.Tensor
+  left: tf.Tensor
+  height: tf.Tensor
+  width: tf.Tensor
+  first_y: tf.Tensor
+  last_y: tf.Tensor
+  first_x: tf.Tensor
+  last_x: tf.Tensor
+
+
+def _axis_window(size, resized, start, crop):
+  """One axis of `source_window`: (start, length, first, last)."""
+  # tf.image.resize (bilinear, half-pixel centres) samples output pixel i of
+  # `resized` at source position (i + 0.5) * size / resized - 0.5, in float32,
+  # reading the pixels at floor and ceil of it, clamped to the image.
+  step = tf.cast(size, tf.float32) / tf.cast(resized, tf.float32)
+  first = (tf.cast(start, tf.float32) + 0.5) * step - 0.5
+  last = (tf.cast(start + crop - 1, tf.float32) + 0.5) * step - 0.5
+  # One pixel of margin either side: the window's own float arithmetic may
+  # round a position across a pixel boundary.
+  low = tf.clip_by_value(tf.cast(tf.floor(first), tf.int32) - 1, 0, size - 1)
+  high = tf.clip_by_value(tf.cast(tf.math.ceil(last), tf.int32) + 1, 0,
+                          size - 1)
+  offset = tf.cast(low, tf.float32) - 1.0  # The padded window's origin.
+  return low, high - low + 1, first - offset, last - offset
+
+
+def source_window(draw: ScaleCrop, height: tf.Tensor, width: tf.Tensor,
+                  crop: int = IMAGENET_CROP) -> SourceWindow:
+  """Where in the original a crop of the resized image comes from.
+
+  The crop of the resized image is a bilinear resampling of a window of the
+  original: its (fractional) side is `crop * original / resized`, which is
+  why the window is taken integer-aligned and a little larger (every pixel
+  the resize would read, plus one pixel of margin), and the crop is then
+  sampled at exactly the resize's positions within it (`resample_window`).
+
+  Args:
+    draw: the crop in the resized image's terms.
+    height: the original's height, int32.
+    width: the original's width.
+    crop: the crop's side.
+
+  Returns:
+    The window and the sampling positions.
+  """
+  top, rows, first_y, last_y = _axis_window(height, draw.height, draw.top,
+                                            crop)
+  left, cols, first_x, last_x = _axis_window(width, draw.width, draw.left,
+                                             crop)
+  return SourceWindow(top, left, rows, cols, first_y, last_y, first_x, last_x)
+
+
+def resample_window(pixels: tf.Tensor, window: SourceWindow,
+                    crop: int = IMAGENET_CROP,
+                    flip: Optional[tf.Tensor] = None) -> tf.Tensor:
+  """The crop, from the decoded window: equal to resize-then-crop to float rounding.
+
+  `tf.image.crop_and_resize` samples the box whose corners are the first and
+  last sampling positions, bilinearly, at `crop` evenly spaced positions:
+  the resize's own positions, since they are evenly spaced too. A position
+  outside the image (a crop at the border of an enlarged image) reads the
+  edge pixel in the resize; here the window is then padded by one
+  replicated pixel, which gives the same values.
+
+  Args:
+    pixels: the window, uint8 [window.height, window.width, 3].
+    window: from `source_window`.
+    crop: the crop's side.
+    flip: a bool scalar: mirror the crop left-right (sampling the box from
+      right to left, which costs nothing).
+
+  Returns:
+    float32 [crop, crop, 3].
+  """
+  # Positions in the unpadded window's coordinates.
+  first_y, last_y = window.first_y - 1.0, window.last_y - 1.0
+  first_x, last_x = window.first_x - 1.0, window.last_x - 1.0
+  if flip is not None:
+    first_x, last_x = (tf.where(flip, last_x, first_x),
+                       tf.where(flip, first_x, last_x))
+  span_y = tf.cast(window.height - 1, tf.float32)
+  span_x = tf.cast(window.width - 1, tf.float32)
+
+  def sample(image, offset, span_y, span_x):
+    box = tf.stack([(first_y + offset) / span_y, (first_x + offset) / span_x,
+                    (last_y + offset) / span_y, (last_x + offset) / span_x])
+    return tf.image.crop_and_resize(image[None], box[None], [0],
+                                    [crop, crop])[0]
+
+  def padded():
+    image = tf.concat([pixels[:1], pixels, pixels[-1:]], axis=0)
+    image = tf.concat([image[:, :1], image, image[:, -1:]], axis=1)
+    return sample(image, 1.0, span_y + 2.0, span_x + 2.0)
+
+  # Padding copies the window: only where a position falls outside it.
+  outside = tf.reduce_any(tf.stack([
+      tf.minimum(first_y, last_y) < 0.0, tf.maximum(first_y, last_y) > span_y,
+      tf.minimum(first_x, last_x) < 0.0,
+      tf.maximum(first_x, last_x) > span_x]))
+  return tf.cond(outside, padded,
+                 lambda: sample(pixels, 0.0, span_y, span_x))
+
+
+def _scale_augmented_crop(image: tf.Tensor, seed: tf.Tensor,
+                          flip: tf.Tensor, scale_range: Sequence[int],
+                          crop: int, encoded: bool) -> tf.Tensor:
+  """Section 3.4's crop, decoding only the window a JPEG's crop reads."""
+
+  def crop_of(height, width, read_window):
+    draw = scale_augmentation_crop(seed, height, width, scale_range, crop)
+    window = source_window(draw, height, width, crop)
+    return resample_window(read_window(window), window, crop, flip)
+
+  def sliced(pixels):
+    shape = tf.shape(pixels)
+    return crop_of(shape[0], shape[1], lambda w: pixels[
+        w.top:w.top + w.height, w.left:w.left + w.width])
+
+  if not encoded:
+    return sliced(image)
+
+  def jpeg():
+    shape = tf.image.extract_jpeg_shape(image)
+    return crop_of(shape[0], shape[1], lambda w: tf.image.decode_and_crop_jpeg(
+        image, tf.stack([w.top, w.left, w.height, w.width]), channels=3))
+
+  return tf.cond(_is_jpeg(image), jpeg, lambda: sliced(decode_rgb(image)))
 
 
 def center_window(resize: int = IMAGENET_TEST_RESIZE,
@@ -218,12 +384,25 @@ def _flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   return tf.image.stateless_random_flip_left_right(image, seed)
 
 
+def flip_draw(seed: tf.Tensor) -> tf.Tensor:
+  """Whether to mirror, with probability 1/2: `tf.image`'s stateless flip's own draw."""
+  return tf.random.stateless_uniform([], seed, 0, 1.0) < 0.5
+
+
 def imagenet_train(image: tf.Tensor, seed: tf.Tensor, mean_image: tf.Tensor,
                    eigenvalues: Optional[tf.Tensor],
                    eigenvectors: Optional[tf.Tensor], *, encoded: bool,
                    scale_range: Sequence[int] = IMAGENET_SCALE_RANGE,
                    crop: int = IMAGENET_CROP) -> tf.Tensor:
   """ImageNet training view (section 3.4): scale augmentation, crop, flip, mean, lighting.
+
+  The crop is the 224x224 crop at `scale_augmentation_crop`'s position of
+  the image resized bilinearly (half-pixel centres, no antialiasing, as
+  `tf.image.resize` does by default) to its drawn shorter side, computed
+  from only the window of the original it reads: a JPEG decodes just that
+  window. Resizing by less than 2x (every ImageNet-sized image: at most
+  500 / 256) reads every source pixel; larger originals alias a little, as
+  the reference implementations' non-antialiased training crops do.
 
   Args:
     image: uint8 [H, W, 3], or JPEG/PNG bytes when `encoded`.
@@ -240,11 +419,9 @@ def imagenet_train(image: tf.Tensor, seed: tf.Tensor, mean_image: tf.Tensor,
   """
   window_seed, flip_seed, light_seed = tf.unstack(
       tf.random.experimental.stateless_split(seed, 3))
-  window = _window(image, scale_augmentation_window(window_seed, scale_range,
-                                                    crop), encoded)
-  view = tf.image.resize(window, [crop, crop], method="bilinear",
-                         antialias=True)
-  view = subtract_mean(_flip(view, flip_seed), mean_image)
+  view = _scale_augmented_crop(image, window_seed, flip_draw(flip_seed),
+                               scale_range, crop, encoded)
+  view = subtract_mean(view, mean_image)
   if eigenvalues is not None:
     view = pca_lighting(view, light_seed, eigenvalues, eigenvectors)
   return tf.ensure_shape(view, [crop, crop, 3])
@@ -302,13 +479,12 @@ def imagenet_center(image: tf.Tensor, mean_image: tf.Tensor, *, encoded: bool,
 def resize_shorter_side(image: tf.Tensor, size: int) -> tf.Tensor:
   """Resizes (bilinear, antialiased) so the shorter side is `size`; float32.
 
-  The longer side is rounded to the nearest pixel.
+  The longer side is rounded to the nearest pixel (`resized_shape`).
   """
-  shape = tf.cast(tf.shape(image)[:2], tf.float32)
-  scale = size / tf.reduce_min(shape)
-  new = tf.cast(tf.round(shape * scale), tf.int32)
-  new = tf.where(shape == tf.reduce_min(shape), size, new)
-  return tf.image.resize(image, new, method="bilinear", antialias=True)
+  shape = tf.shape(image)
+  new = resized_shape(shape[0], shape[1], size)
+  return tf.image.resize(image, tf.stack(new), method="bilinear",
+                         antialias=True)
 
 
 def ten_crop_offsets(height: tf.Tensor, width: tf.Tensor,

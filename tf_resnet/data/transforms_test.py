@@ -1,5 +1,6 @@
 """Crops, scales, flips and colour noise against hand-computed expectations."""
 
+from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
@@ -24,31 +25,129 @@ def _random_mean(size: int) -> np.ndarray:
       60, 180, [size, size, 3]).astype(np.float32)
 
 
+def _chi_square_z(counts: np.ndarray, expected: np.ndarray) -> float:
+  """How many standard deviations a chi-square statistic lies above its mean.
+
+  With k cells the statistic has mean k - 1 and variance 2 (k - 1) under the
+  null; the expected counts here are all large, so this normal reading of it
+  is sound.
+  """
+  statistic = float(np.sum((counts - expected) ** 2 / expected))
+  dof = len(counts) - 1
+  return (statistic - dof) / np.sqrt(2 * dof)
+
+
+class ScaleAugmentationTest(parameterized.TestCase, tf.test.TestCase):
+  """Section 3.4 computed from a window equals section 3.4 as written."""
+
+  @parameterized.product(
+      shorter=[57, 224, 375, 600],  # Enlarged 4-8x, ..., shrunk up to 2.3x.
+      aspect=["landscape", "portrait"],
+      scale=[256, 367, 480])
+  def test_window_crop_equals_resize_then_crop(self, shorter, aspect, scale):
+    longer = shorter * 4 // 3 + 1
+    height, width = ((shorter, longer) if aspect == "landscape"
+                     else (longer, shorter))
+    # Noise: every pixel differs from its neighbours, the hardest case for
+    # a sampling position that is off.
+    image = tf.constant(np.random.RandomState(shorter).randint(
+        0, 256, [height, width, 3]).astype(np.uint8))
+    resized_height, resized_width = transforms.resized_shape(height, width,
+                                                             scale)
+    self.assertEqual(min(int(resized_height), int(resized_width)), scale)
+    reference = tf.image.resize(image, [resized_height, resized_width],
+                                method="bilinear")
+    self.assertAllEqual(tf.shape(reference)[:2],
+                        tf.shape(transforms.resize_shorter_side(image,
+                                                                scale))[:2])
+    last_top, last_left = int(resized_height) - 224, int(resized_width) - 224
+    for top, left in [(0, 0), (0, last_left), (last_top, 0),
+                      (last_top, last_left), (last_top // 3, last_left // 2)]:
+      for flip in (False, True):
+        draw = transforms.ScaleCrop(tf.constant(scale), resized_height,
+                                    resized_width, tf.constant(top),
+                                    tf.constant(left))
+        window = transforms.source_window(draw, height, width)
+        pixels = image[window.top:window.top + window.height,
+                       window.left:window.left + window.width]
+        crop = transforms.resample_window(pixels, window,
+                                          flip=tf.constant(flip))
+        expected = reference[top:top + 224, left:left + 224]
+        if flip:
+          expected = expected[:, ::-1]
+        # Equal up to float32 rounding of the sampling positions (noise
+        # images change by up to 255 per pixel: 0.05 is a 1/5000 pixel
+        # shift at most).
+        self.assertAllClose(crop, expected, atol=0.05, rtol=0,
+                            msg=f"top={top} left={left} flip={flip}")
+        # The window is the part that is read, and only a little more.
+        self.assertLessEqual(int(window.height),
+                             int(np.ceil(224 * height / int(resized_height)))
+                             + 4)
+
+  def test_jpeg_window_decode_equals_whole_decode_then_crop(self):
+    # The end-to-end view: the fused JPEG path against decoding the whole
+    # file and resizing it whole, with the draws the view's seed makes.
+    rng = np.random.RandomState(5)
+    coarse = rng.uniform(0, 255, [12, 16, 3])
+    image = tf.cast(tf.image.resize(coarse[None], [300, 400], "bicubic")[0]
+                    + rng.normal(0, 8, [300, 400, 3]), tf.float32)
+    image = tf.cast(tf.clip_by_value(image, 0, 255), tf.uint8)
+    jpeg = tf.io.encode_jpeg(image, quality=95)
+    decoded = tf.io.decode_jpeg(jpeg, channels=3)
+    mean = tf.zeros([224, 224, 3])
+    for i in range(12):
+      view = transforms.imagenet_train(jpeg, _seed(i), mean, None, None,
+                                       encoded=True)
+      window_seed, flip_seed, _ = tf.unstack(
+          tf.random.experimental.stateless_split(_seed(i), 3))
+      draw = transforms.scale_augmentation_crop(window_seed, 300, 400)
+      expected = tf.image.resize(decoded, [draw.height, draw.width])[
+          draw.top:draw.top + 224, draw.left:draw.left + 224]
+      if transforms.flip_draw(flip_seed):
+        expected = expected[:, ::-1]
+      # libjpeg's cropped decode may round chroma differently at the
+      # window's edges: within 2 levels, as its own test allows.
+      self.assertAllClose(view, expected, atol=2.0, rtol=0)
+      self.assertAllClose(
+          view, transforms.imagenet_train(decoded, _seed(i), mean, None, None,
+                                          encoded=False), atol=2.0, rtol=0)
+
+  def test_draws_are_the_papers_distribution(self):
+    # S uniform over the integers of [256, 480]; the crop's corner uniform
+    # over the resized image's positions; a flip with probability 1/2. A
+    # 375x500 image and its portrait twin, 4,500 draws each, fixed seeds.
+    n = 4500
+    for height, width in ((375, 500), (500, 375)):
+      draws = tf.data.Dataset.range(n).map(
+          lambda i: tuple(transforms.scale_augmentation_crop(
+              tf.stack([tf.constant(11, tf.int64), i]), height, width))
+          + (transforms.flip_draw(tf.stack([tf.constant(12, tf.int64), i])),))
+      scale, rows, cols, top, left, flip = (
+          np.concatenate(column) for column in zip(*draws.batch(n)))
+      self.assertAllEqual(np.minimum(rows, cols), scale)
+      self.assertEqual((scale.min(), scale.max()), (256, 480))
+      self.assertLess(_chi_square_z(np.bincount(scale - 256, minlength=225),
+                                    np.full(225, n / 225)), 4.0)
+      for corner, size in ((top, rows), (left, cols)):
+        positions = size - 224 + 1
+        self.assertTrue(np.all((corner >= 0) & (corner < positions)))
+        # Where the corner falls along the resized image, in 8 bins;
+        # expected counts exactly from each draw's own number of positions.
+        bins = np.minimum(corner * 8 // positions, 7)
+        expected = np.zeros(8)
+        for m in np.unique(positions):
+          per_bin = np.bincount(np.minimum(np.arange(m) * 8 // m, 7),
+                                minlength=8) / m
+          expected += per_bin * np.sum(positions == m)
+        self.assertLess(_chi_square_z(np.bincount(bins, minlength=8),
+                                      expected), 4.0)
+        # The last position is reachable: a crop at the far edge.
+        self.assertTrue(np.any(corner == positions - 1))
+      self.assertLess(abs(flip.mean() - 0.5), 4 * np.sqrt(0.25 / n))
+
+
 class WindowTest(tf.test.TestCase):
-
-  def test_scale_augmentation_window_bounds(self):
-    # A 300x400 image: shorter side 300 resized to S in [256, 480], then a
-    # 224 crop, is a window of side round(224 * 300 / S) in [140, 262].
-    sides, tops, lefts = [], [], []
-    for i in range(400):
-      top, left, side = transforms.scale_augmentation_window(_seed(i))(300, 400)
-      sides.append(int(side))
-      tops.append(int(top))
-      lefts.append(int(left))
-      self.assertBetween(int(top), 0, 300 - int(side))
-      self.assertBetween(int(left), 0, 400 - int(side))
-    self.assertEqual(min(sides), 140)  # S = 480.
-    self.assertEqual(max(sides), 262)  # S = 256 (262.5 rounds to even).
-    allowed = {round(224 * 300 / s) for s in range(256, 481)}
-    self.assertContainsSubset(set(sides), allowed)
-    self.assertGreater(len(set(sides)), 40)
-
-  def test_window_is_a_function_of_the_seed(self):
-    window = transforms.scale_augmentation_window(_seed(3))
-    self.assertAllEqual(window(500, 375), window(500, 375))
-    other = transforms.scale_augmentation_window(_seed(4))
-    self.assertNotAllEqual(tf.stack(window(500, 375)),
-                           tf.stack(other(500, 375)))
 
   def test_center_window(self):
     # 500x375: side round(224 * 375 / 256) = 328, centred.
