@@ -272,15 +272,5 @@ class ParametersTest(tf.test.TestCase):
                                  max_execution_batch_size=8)
 
 
-class ServingErrorTest(tf.test.TestCase):
-
-  def test_long_messages_are_truncated_as_tf_serving_does(self):
-    error = errors.ServingError(grpc.StatusCode.INTERNAL, "x" * 2000)
-    self.assertLen(error.message, 1024)
-    self.assertTrue(error.message.endswith("...TRUNCATED"))
-    self.assertEqual(errors.ServingError(grpc.StatusCode.INTERNAL,
-                                         "short").message, "short")
-
-
 if __name__ == "__main__":
   tf.test.main()

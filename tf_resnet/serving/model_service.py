@@ -77,7 +77,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     try:
       return model_status(self._models, request)
     except ServingError as e:
-      context.abort(e.code, e.message)
+      context.abort(e.code, errors.grpc_details(e.message))
 
   def HandleReloadConfigRequest(self, request, context):  # pylint: disable=invalid-name
     response = model_management_pb2.ReloadConfigResponse()
@@ -85,9 +85,10 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
       reload_config(self._models, request)
     except ServingError as e:
       _LOG.error("ReloadConfig failed: %s", e.message)
-      # As TF Serving: the error is the RPC's status and response.status.
+      # As TF Serving: the error is the RPC's status (cut as every gRPC
+      # status) and response.status (whole; model_service_impl.cc).
       response.status.error_code = e.code.value[0]
       response.status.error_message = e.message
       context.set_code(e.code)
-      context.set_details(e.message)
+      context.set_details(errors.grpc_details(e.message))
     return response

@@ -185,8 +185,11 @@ class ServerTest(tf.test.TestCase):
     self.assertRpcError(
         lambda: self.stub.Predict(predict, timeout=30),
         grpc.StatusCode.INVALID_ARGUMENT,
-        "input tensor alias not found in signature: images. Inputs expected "
-        "to be in the set {image_bytes}.")
+        # TensorFlow's saved_model::GetInputValues (cc/saved_model/util.cc),
+        # which TF Serving's predict_util.cc:124 calls since 2.14.
+        "Signature input alias: image_bytes(feed name: predict_image_bytes:0)"
+        " not found in request and no default value provided. Inputs "
+        "expected to be in the request {images}, or default input alias set: ")
     predict.inputs["image_bytes"].CopyFrom(
         tf.make_tensor_proto(self.images[:1]))
     with self.assertRaises(grpc.RpcError) as ctx:
@@ -198,7 +201,10 @@ class ServerTest(tf.test.TestCase):
     predict.output_filter.append("logits")
     self.assertRpcError(lambda: self.stub.Predict(predict, timeout=30),
                         grpc.StatusCode.INVALID_ARGUMENT,
-                        "output tensor alias not found in signature: logits")
+                        # predict_util.cc:136-143 (at 9d981c5c).
+                        "output tensor alias not found in signature: logits "
+                        "Outputs expected to be in the set {classes,labels,"
+                        "probabilities,top_k_classes,top_k_scores}.")
     # A corrupt image fails its request, and the server goes on serving.
     bad = client.classify_request([b"not an image"], "digits",
                                   "serving_default")

@@ -9,12 +9,14 @@ tensorflow/serving's sources). A bad request fails only itself.
 
 import functools
 import logging
+import re
 import time
 from typing import Callable
 
 import grpc
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2  # pylint: disable=g-direct-tensorflow-import
 from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import inference_pb2
@@ -80,9 +82,44 @@ def _typed_tensor_proto(value: np.ndarray):
   return proto
 
 
+# TensorFlow's ParseExample kernel (core/util/example_proto_fast_parsing.cc):
+# the serialized value that is not a tf.Example, in quotes.
+PARSE_EXAMPLE_ERROR = "Could not parse example input, value: '"
+
+
+def _undecodable(error: UnicodeDecodeError, inputs: dict[str, np.ndarray]
+                 ) -> ServingError:
+  """A runtime error whose text TensorFlow's Python API could not decode.
+
+  A kernel's message that quotes input bytes (ParseExample's, given a JPEG)
+  is not UTF-8, so TensorFlow raises UnicodeDecodeError instead of its
+  error; its `object` holds the message's bytes up to the value's first NUL.
+  The message is rebuilt from them and, when cut, the request's whole value
+  (TF Serving's is the whole value; gRPC clients decode it with
+  replacement characters, as done here).
+  """
+  raw = error.object if isinstance(error.object, bytes) else b""
+  text = errors.tensorflow_message(raw.decode("utf-8", "replace"))
+  _, found, value = text.partition(PARSE_EXAMPLE_ERROR)
+  if found and not re.search(r"'(\n|$)", value):
+    for array in inputs.values():
+      if array.dtype != object:
+        continue
+      for item in array.reshape(-1):
+        whole = item.decode("utf-8", "replace")
+        if whole.startswith(value):
+          return ServingError(_INVALID, f"{PARSE_EXAMPLE_ERROR}{whole}'")
+  return ServingError(_INVALID, text)
+
+
 def _run(servable, signature: str, inputs: dict[str, np.ndarray]
          ) -> dict[str, np.ndarray]:
-  """Runs a signature (through its batch queue when batching is on)."""
+  """Runs a signature (through its batch queue when batching is on).
+
+  Raises:
+    ServingError: with TensorFlow's runtime error in the words of the C++
+      server's Session::Run (`errors.tensorflow_message`).
+  """
   deadline.check()  # A request whose deadline passed is not run.
   try:
     # A batched request waits in its queue no longer than its deadline.
@@ -94,7 +131,9 @@ def _run(servable, signature: str, inputs: dict[str, np.ndarray]
             tf.errors.ResourceExhaustedError:
                 grpc.StatusCode.RESOURCE_EXHAUSTED}.get(type(e),
                                                         grpc.StatusCode.INTERNAL)
-    raise ServingError(code, e.message) from None
+    raise ServingError(code, errors.tensorflow_message(e.message)) from None
+  except UnicodeDecodeError as e:
+    raise _undecodable(e, inputs) from None
   except (TypeError, ValueError) as e:
     raise ServingError(_INVALID, str(e)) from None
 
@@ -217,6 +256,70 @@ def handle_regress(models, req):
                           regress)
 
 
+def _predict_inputs(sig, req) -> dict[str, np.ndarray]:
+  """The request's tensors by alias, checked as TF Serving checks them.
+
+  VerifyRequestInputsSize (servables/tensorflow/predict_util.cc), then
+  TensorFlow's saved_model::GetInputValues (tensorflow/cc/saved_model/
+  util.cc), which TF Serving calls since 2.14: a signature input the request
+  lacks takes the signature's default, or fails naming it. Signature inputs
+  are visited in sorted order (a C++ proto map's order is unspecified).
+  """
+  sent, wanted = set(req.inputs), set(sig.inputs)
+  defaults = set(sig.defaults)
+  if len(sent) > len(wanted) or (len(sent) < len(wanted) and not defaults):
+    raise ServingError(
+        _INVALID, f"input size does not match signature: {len(sent)}!="
+        f"{len(wanted)} len({{{','.join(sorted(sent))}}}) != "
+        f"len({{{','.join(sorted(wanted))}}}). Sent extra: "
+        f"{{{','.join(sorted(sent - wanted))}}}. Missing but required: "
+        f"{{{','.join(sorted(wanted - sent))}}}.")
+  inputs = {}
+  for alias in sorted(wanted):
+    if alias in req.inputs:
+      proto = req.inputs[alias]
+    elif alias in defaults:
+      proto = sig.defaults[alias]
+    else:
+      raise ServingError(
+          _INVALID, f"Signature input alias: {alias}(feed name: "
+          f"{sig.inputs[alias].name}) not found in request and no default "
+          "value provided. Inputs expected to be in the request "
+          f"{{{','.join(sorted(sent))}}}, or default input alias set: "
+          f"{','.join(sorted(defaults))}")
+    try:
+      inputs[alias] = tf.make_ndarray(proto)
+    except Exception as e:  # pylint: disable=broad-except
+      raise ServingError(_INVALID, f"tensor parsing error: {alias}") from e
+  if sent - wanted:
+    raise ServingError(
+        _INVALID, "Inputs contains invalid name. Used request inputs: "
+        f"{','.join(sorted(sent & wanted))}, request input: "
+        f"{','.join(sorted(sent))}")
+  return inputs
+
+
+def _check_dtypes(sig, req, inputs: dict[str, np.ndarray]) -> None:
+  """Session::Run's check of the fed types (TensorFlow's function.cc).
+
+  FunctionCallFrame::SetArgs names the first argument, in the order of the
+  sorted feed names, whose type is not the placeholder's.
+  """
+  for index, alias in enumerate(sorted(inputs,
+                                       key=lambda a: sig.inputs[a].name)):
+    expected = sig.inputs[alias].dtype
+    got = (req.inputs[alias].dtype if alias in req.inputs
+           else sig.defaults[alias].dtype)
+    if got != expected:
+      raise ServingError(_INVALID, errors.SET_ARGS.format(
+          index=index, expected=_dtype_name(expected), got=_dtype_name(got)))
+
+
+def _dtype_name(dtype: int) -> str:
+  """TensorFlow's DataTypeString: DT_FLOAT -> float, DT_UINT8 -> uint8."""
+  return types_pb2.DataType.Name(dtype)[len("DT_"):].lower()
+
+
 def handle_predict(models, req):
   """Predict: (PredictResponse, version, signature), or ServingError."""
   servable = _resolve(models, req.model_spec,
@@ -226,32 +329,18 @@ def handle_predict(models, req):
   if sig is None:
     raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
                        f'Serving signature key "{signature}" not found.')
-  sent, wanted = set(req.inputs), set(sig.inputs)
-  if sent != wanted:
-    extra = sent - wanted
-    if len(sent) == len(wanted) and extra:
-      raise ServingError(
-          _INVALID, f"input tensor alias not found in signature: "
-          f"{sorted(extra)[0]}. Inputs expected to be in the set "
-          f"{{{','.join(sorted(wanted))}}}.")
-    raise ServingError(
-        _INVALID, f"input size does not match signature: {len(sent)}!="
-        f"{len(wanted)} len({{{','.join(sorted(sent))}}}) != "
-        f"len({{{','.join(sorted(wanted))}}}). Sent extra: "
-        f"{{{','.join(sorted(extra))}}}. Missing but required: "
-        f"{{{','.join(sorted(wanted - sent))}}}.")
+  inputs = _predict_inputs(sig, req)
+  seen = set()
   for alias in req.output_filter:
     if alias not in sig.outputs:
-      raise ServingError(_INVALID, "output tensor alias not found in "
-                         f"signature: {alias}")
-  inputs = {}
-  for alias, proto in req.inputs.items():
-    try:
-      value = tf.make_ndarray(proto)
-    except Exception as e:  # pylint: disable=broad-except
-      raise ServingError(_INVALID,
-                         f"tensor parsing error: {alias}") from e
-    inputs[alias] = value
+      raise ServingError(
+          _INVALID, f"output tensor alias not found in signature: {alias} "
+          "Outputs expected to be in the set "
+          f"{{{','.join(sorted(sig.outputs))}}}.")
+    if alias in seen:
+      raise ServingError(_INVALID, f"duplicate output tensor alias: {alias}")
+    seen.add(alias)
+  _check_dtypes(sig, req, inputs)
   outputs = _run(servable, signature, inputs)
   keep = list(req.output_filter) or list(outputs)
   response = predict_pb2.PredictResponse()
@@ -335,11 +424,12 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
       return response
     except ServingError as e:
       status = e.code
-      context.abort(e.code, e.message)
+      context.abort(e.code, errors.grpc_details(e.message))
     except Exception as e:  # pylint: disable=broad-except
       status = grpc.StatusCode.INTERNAL
       _LOG.exception("unexpected failure in %s", method)
-      context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+      context.abort(grpc.StatusCode.INTERNAL,
+                    errors.grpc_details(f"{type(e).__name__}: {e}"))
     finally:
       if self._log:
         spec = getattr(request, "model_spec", None)
