@@ -8,6 +8,7 @@ with its own server and export fixtures; they share the helpers at the top.)
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -363,14 +364,50 @@ class WarmupTest(tf.test.TestCase):
       models = manager.ModelManager(model_config.single_model_config("m", base),
                                     poll_seconds=0)
     self.addCleanup(models.stop)
-    self.assertIn(f"model m version 1: {len(logs)} warm-up requests replayed",
-                  "\n".join(records.output))
+    # TF Serving's lines (saved_model_warmup_util.cc, at 9d981c5c: lines 97,
+    # 240-242), which saved_model_warmup.md and resnet_warmup.py tell users
+    # to look for; the records counted once each, whatever the iterations.
+    text = "\n".join(records.output)
+    self.assertIn("Starting to read warmup data for model at "
+                  f"{path} with model-warmup-options \n", text + "\n")
+    self.assertRegex(text, re.escape(
+        f"Finished reading warmup data for model at {path}. Number of warmup "
+        f"records read: {len(logs)}. Elapsed time (microseconds): ") +
+                     r"[1-9]\d*\.(\n|$)")
     off = manager.ModelManager(
         model_config.single_model_config("m", base),
         lifecycle=manager.LifecycleOptions(poll_seconds=0,
                                            enable_model_warmup=False))
     self.addCleanup(off.stop)
     self.assertEqual(off.model("m").resolve().version, 1)
+
+  def test_tf_servings_log_lines_without_a_file_and_with_iterations(self):
+    base = tempfile.mkdtemp()
+    version = _tf1_half_plus_two(base)
+    path = warmup.warmup_path(version)
+    with self.assertLogs("tf_resnet.serving", logging.INFO) as records:
+      self.addCleanup(manager.ModelManager(
+          model_config.single_model_config("m", base), poll_seconds=0).stop)
+    # saved_model_warmup_util.cc:86 (at 9d981c5c).
+    self.assertIn(f"No warmup data file found at {path}",
+                  "\n".join(records.output))
+    log = prediction_log_pb2.PredictionLog()
+    log.predict_log.request.model_spec.signature_name = "predict"
+    log.predict_log.request.inputs["x"].CopyFrom(
+        tf.make_tensor_proto([1.0], shape=[1]))
+    warmup.write(version, [log, log])
+    with self.assertLogs("tf_resnet.serving", logging.INFO) as records:
+      self.addCleanup(manager.ModelManager(
+          model_config.single_model_config("m", base),
+          lifecycle=manager.LifecycleOptions(
+              poll_seconds=0, num_request_iterations_for_warmup=3)).stop)
+    text = "\n".join(records.output)
+    # ModelWarmupOptions' DebugString with num_request_iterations set
+    # (server.cc:288-291 sets it from a positive flag).
+    self.assertIn(f"Starting to read warmup data for model at {path} with "
+                  "model-warmup-options num_request_iterations {\n  value: 3"
+                  "\n}\n", text)
+    self.assertIn("Number of warmup records read: 2. Elapsed time", text)
 
   def test_a_failing_warmup_request_fails_the_load(self):
     base = tempfile.mkdtemp()

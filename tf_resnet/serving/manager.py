@@ -71,7 +71,8 @@ class LifecycleOptions:
     max_num_load_retries: retries after a failed load (0: one attempt).
     load_retry_interval_seconds: between retries (TF Serving: 60 s).
     enable_model_warmup: replay assets.extra/tf_serving_warmup_requests.
-    num_request_iterations_for_warmup: runs of each warm-up request.
+    num_request_iterations_for_warmup: runs of each warm-up request (0:
+      unset, once, as TF Serving's flag).
     saved_model_tags: the MetaGraph to load.
     allow_version_labels_for_unavailable_models: labels may name versions
       that are not yet available.
@@ -85,7 +86,7 @@ class LifecycleOptions:
   max_num_load_retries: int = 5
   load_retry_interval_seconds: float = 60.0
   enable_model_warmup: bool = True
-  num_request_iterations_for_warmup: int = 1
+  num_request_iterations_for_warmup: int = 0
   saved_model_tags: tuple[str, ...] = ("serve",)
   allow_version_labels_for_unavailable_models: bool = False
   unload_drain_seconds: float = 30.0
@@ -202,11 +203,7 @@ class ServedModel:
           tags=self.lifecycle.saved_model_tags,
           session_config=self.lifecycle.session_config)
       if self.lifecycle.enable_model_warmup:
-        ran = servable.warm_up(
-            self.lifecycle.num_request_iterations_for_warmup)
-        if ran:
-          _LOG.info("model %s version %d: %d warm-up requests replayed",
-                    self.name, version, ran)
+        servable.warm_up(self.lifecycle.num_request_iterations_for_warmup)
     except Exception as e:  # pylint: disable=broad-except
       metrics.model_loaded(self.name, ok=False)
       self._load_failed(version, e)

@@ -192,8 +192,8 @@ class Servable:
         self._in_flight -= 1
         self._cond.notify_all()
 
-  def warm_up(self, iterations: int = 1) -> int:
-    """Replays the version's warm-up requests; returns how many ran."""
+  def warm_up(self, iterations: int = 0) -> int:
+    """Replays the version's warm-up requests; returns how many were read."""
     return warmup.replay(self, iterations)
 
   def close(self, drain_seconds: float = 30.0) -> bool:

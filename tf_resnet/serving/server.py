@@ -26,14 +26,20 @@ accepted; those that mean nothing here (GPU, TPU, TF Lite, ALTS, ...) log one
 line saying so. As main.cc does, an unknown argument prints
 `unknown argument: X` and the usage, and the server starts anyway.
 Unlike tensorflow_model_server, which listens on all interfaces, this server
-listens on 127.0.0.1 unless --bind_address says otherwise.
+listens on 127.0.0.1 unless --bind_address says otherwise (0.0.0.0 in a
+container or a Kubernetes pod). At start it logs TF Serving's lines with the
+address it listens on ("Running gRPC ModelServer at 127.0.0.1:8500 ...",
+"Exporting HTTP/REST API at:127.0.0.1:8501 ..."), and a warning when that
+address is loopback only.
 """
 
+import ipaddress
 import logging as std_logging
 import os
 import signal
 import sys
 import threading
+from typing import Optional
 
 from tf_resnet import startup  # pylint: disable=g-import-not-at-top
 
@@ -312,12 +318,38 @@ def _lifecycle() -> manager_lib.LifecycleOptions:
       load_retry_interval_seconds=max(0, _LOAD_RETRY_INTERVAL_MICROS.value)
       / 1e6,
       enable_model_warmup=_ENABLE_MODEL_WARMUP.value,
-      num_request_iterations_for_warmup=max(1, _WARMUP_ITERATIONS.value),
+      num_request_iterations_for_warmup=max(0, _WARMUP_ITERATIONS.value),
       saved_model_tags=tuple(t.strip() for t in
                              _SAVED_MODEL_TAGS.value.split(",") if t.strip()),
       allow_version_labels_for_unavailable_models=(
           _ALLOW_UNAVAILABLE_LABELS.value),
       session_config=session_config)
+
+
+def _log_addresses(log, bind_address: str, port: int,
+                   rest_port: Optional[int]) -> None:
+  """TF Serving's start-up lines with the address bound, and what it means.
+
+  tensorflow_model_server logs "Running gRPC ModelServer at 0.0.0.0:8500 ..."
+  and "Exporting HTTP/REST API at:localhost:8501 ..." (model_servers/
+  server.cc:430 and 451) and listens on all interfaces; this server names
+  the address it listens on, and says so when that is loopback only (a
+  container's published port or a Kubernetes Service then reaches nothing).
+  """
+  host = (f"[{bind_address}]" if ":" in bind_address
+          and not bind_address.startswith("[") else bind_address)
+  log.info("Running gRPC ModelServer at %s:%d ...", host, port)
+  if rest_port:
+    log.info("Exporting HTTP/REST API at:%s:%d ...", host, rest_port)
+  try:
+    loopback = ipaddress.ip_address(bind_address.strip("[]")).is_loopback
+  except ValueError:
+    loopback = bind_address == "localhost"
+  if loopback:
+    log.warning("Listening on %s only: clients on other machines, or outside "
+                "this container, cannot connect. tensorflow_model_server "
+                "listens on all interfaces; --bind_address=0.0.0.0 does that "
+                "here.", bind_address)
 
 
 def main(argv):
@@ -402,6 +434,7 @@ def main(argv):
     sys.exit(f"error: {e}")
   statuses = {m.name: {v: s.state for v, s in m.status.items()}
               for m in server.models.models()}
+  _log_addresses(log, _BIND_ADDRESS.value, server.port, server.rest_port)
   print(f"Serving gRPC on {_BIND_ADDRESS.value}:{server.port}; models: "
         f"{statuses} (30 = AVAILABLE)", flush=True)
   if _GRPC_SOCKET_PATH.value:

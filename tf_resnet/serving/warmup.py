@@ -5,10 +5,17 @@ directory, a TFRecord file of `tensorflow.serving.PredictionLog`s, and runs
 each request against the version before it takes traffic
 (saved_model_warmup_util.cc), so lazy initialisation (tf.function tracing,
 kernel selection) is paid before the first real request. A version without
-the file gets no warm-up; a request that fails fails the load.
+the file gets no warm-up; a request that fails fails the load. The log lines
+are TF Serving's, which its docs (saved_model_warmup.md) and the ResNet
+tutorial's resnet_warmup.py tell users to look for: `No warmup data file
+found at ...`, `Starting to read warmup data for model at ...`, `Finished
+reading warmup data for model at ... Number of warmup records read: N.
+Elapsed time (microseconds): T.`
 """
 
+import logging
 import os
+import time
 from typing import Iterable
 
 import grpc
@@ -22,6 +29,19 @@ WARMUP_DIRECTORY = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"
 # TF Serving's limit (saved_model_warmup_util.cc: kMaxNumRecords).
 MAX_RECORDS = 1000
+_LOG = logging.getLogger("tf_resnet.serving")
+
+
+def options_text(iterations: int) -> str:
+  """ModelWarmupOptions' DebugString as TF Serving logs it.
+
+  The server sets `num_request_iterations` only from a positive
+  --num_request_iterations_for_warmup (model_servers/server.cc); unset, the
+  options print as nothing.
+  """
+  if iterations <= 0:
+    return ""
+  return f"num_request_iterations {{\n  value: {iterations}\n}}\n"
 
 
 def warmup_path(version_dir: str) -> str:
@@ -84,24 +104,32 @@ _HANDLERS = {
 }
 
 
-def replay(servable, iterations: int = 1) -> int:
-  """Runs a version's warm-up requests `iterations` times each.
+def replay(servable, iterations: int = 0) -> int:
+  """Runs a version's warm-up requests, logging as TF Serving does.
 
   Args:
     servable: the loaded version (`servable.Servable`).
     iterations: runs per request (TF Serving's
-      --num_request_iterations_for_warmup; values below 1 mean 1).
+      --num_request_iterations_for_warmup; 0, unset, means once).
 
   Returns:
-    How many requests ran.
+    How many warm-up records were read (each ran `iterations` times).
 
   Raises:
     errors.ServingError: for a request that fails or a log type TF Serving
       does not replay (session_run_log).
     ValueError: for an unreadable warm-up file.
   """
+  began = time.monotonic()
+  path = warmup_path(servable.path)
+  # The texts of saved_model_warmup_util.cc, RunSavedModelWarmupUntracked.
+  if not tf.io.gfile.exists(path):
+    _LOG.info("No warmup data file found at %s", path)
+    return 0
+  _LOG.info("Starting to read warmup data for model at %s with "
+            "model-warmup-options %s", path, options_text(iterations))
   models = _OneServable(servable)
-  count = 0
+  records = 0
   for log in read(servable.path):
     kind = log.WhichOneof("log_type")
     handler = _HANDLERS.get(kind)
@@ -117,5 +145,9 @@ def replay(servable, iterations: int = 1) -> int:
       spec.name = spec.name or servable.name
     for _ in range(max(1, iterations)):
       handler(models, request)
-      count += 1
-  return count
+    records += 1
+  micros = int((time.monotonic() - began) * 1e6)
+  _LOG.info("Finished reading warmup data for model at %s. Number of warmup "
+            "records read: %d. Elapsed time (microseconds): %d.", path,
+            records, micros)
+  return records
