@@ -267,6 +267,35 @@ class WriterTest(tf.test.TestCase):
     self.assertEqual(writer.prune(base, keep=2), [1])
     self.assertEqual(writer.versions(base), [2, 7])
 
+  def test_a_version_taken_meanwhile_by_another_writer_is_kept(self):
+    # Two processes exporting into one base path (the trainer's last export
+    # and an evaluator's best): another writer's version appears while this
+    # one writes.
+    net = resnet.cifar_resnet(8)
+    module = serving_module.for_run(net, "cifar", np.zeros([32, 32, 3]),
+                                    [str(i) for i in range(10)])
+    base = tempfile.mkdtemp()
+    writer.write(module, base)
+    taken = [os.path.join(base, "2")]
+    real_warmup = writer.write_warmup
+
+    def other_writer_meanwhile(module, version_dir, model_name):
+      for path in taken:
+        os.makedirs(os.path.join(path, "variables"), exist_ok=True)
+      return real_warmup(module, version_dir, model_name)
+
+    writer.write_warmup = other_writer_meanwhile
+    self.addCleanup(setattr, writer, "write_warmup", real_warmup)
+    # Its number was picked here: it takes the next one.
+    self.assertEqual(writer.write(module, base), os.path.join(base, "3"))
+    self.assertEqual(os.listdir(taken[0]), ["variables"])  # Untouched.
+    # A number the caller chose is not changed behind its back.
+    taken = [os.path.join(base, "5")]
+    with self.assertRaisesRegex(FileExistsError, "5 appeared while"):
+      writer.write(module, base, version=5)
+    self.assertEqual(os.listdir(taken[0]), ["variables"])
+    self.assertEqual(sorted(os.listdir(base)), ["1", "2", "3", "5"])
+
   def test_labels_must_match_the_outputs(self):
     with self.assertRaisesRegex(ValueError, "3 labels for a network with 10"):
       serving_module.for_run(resnet.cifar_resnet(8), "cifar",

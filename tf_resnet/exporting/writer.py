@@ -60,6 +60,7 @@ def write(module: serving_module.ServingModule, base_path: str,
     ValueError: for a version below 1.
   """
   existing = versions(base_path)
+  pick_next = version is None
   version = version if version is not None else (existing[-1] + 1
                                                  if existing else 1)
   if version < 1:
@@ -79,16 +80,42 @@ def write(module: serving_module.ServingModule, base_path: str,
                                   method_name=CLASSIFY_METHOD, tags="serve")
     updater.save()
     write_warmup(module, tmp, os.path.basename(os.path.normpath(base_path)))
-    if os.path.exists(final):
+    if overwrite and os.path.exists(final):
       old = os.path.join(base_path, f".old-{version}-{os.getpid()}")
       os.rename(final, old)
       os.rename(tmp, final)
       shutil.rmtree(old)
     else:
-      os.rename(tmp, final)
+      final = _place(tmp, base_path, version, pick_next)
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   return final
+
+
+def _place(tmp: str, base_path: str, version: int, pick_next: bool) -> str:
+  """Renames `tmp` to `base_path/version`, never over another writer's.
+
+  Two processes can export into one base path at once (the trainer's last
+  export and an evaluator's best, tf_resnet.training.continuous_eval): when
+  the number was ours to pick and another writer took it meanwhile, the
+  version becomes the next free one.
+
+  Raises:
+    FileExistsError: if the version appeared meanwhile and was not ours to
+      pick.
+  """
+  while True:
+    final = os.path.join(base_path, str(version))
+    try:
+      os.rename(tmp, final)  # Refused over a (non-empty) version directory.
+      return final
+    except OSError:
+      if not os.path.isdir(final):
+        raise
+      if not pick_next:
+        raise FileExistsError(f"{final} appeared while it was written; "
+                              "choose another --version") from None
+      version = max(versions(base_path)[-1], version) + 1
 
 
 def prune(base_path: str, keep: int) -> list[int]:
