@@ -17,9 +17,12 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from typing import Any, Iterator, Optional
+import urllib.request
 
 from absl.testing import absltest
 import dockerfile
@@ -27,6 +30,7 @@ import kubernetes_validate
 import yaml
 
 from tf_resnet.serving import metrics
+from tf_resnet.testing import exports
 from tf_resnet.testing import processes
 from tf_resnet.training import cluster
 
@@ -626,6 +630,92 @@ class CommandLineTest(absltest.TestCase):
       self.assertEqual(dict(zip(wheres, errors)),
                        dict.fromkeys(wheres, None))
       self.assertRegex(probe_error, "UnrecognizedFlagError.*no_such_flag")
+
+
+class ServerDeploymentRunTest(absltest.TestCase):
+  """tf_resnet's server started with its Deployment's command line."""
+
+  def test_probes_and_metrics_answer_and_sigterm_ends_within_the_grace(self):
+    # Local stand-ins for the pod's volumes: the ConfigMap's files in
+    # config/, tiny exports under models/ (models.config's base paths, moved
+    # from /models to the temporary directory). The ports are free ones;
+    # the rest of the command line is the manifest's.
+    (deployment,) = [d for d in _of_kind("Deployment")
+                     if d["metadata"]["name"] == "tf-resnet-deployment"]
+    pod_spec = deployment["spec"]["template"]["spec"]
+    (container,) = pod_spec["containers"]
+    (config_map,) = _of_kind("ConfigMap")
+    root = pathlib.Path(tempfile.mkdtemp())
+    self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+    models_text = config_map["data"]["models.config"]
+    base_paths = re.findall(r'base_path: "([^"]+)"', models_text)
+    version = pathlib.Path(exports.tiny_export(
+        str(root / base_paths[0].lstrip("/"))))
+    for base_path in base_paths[1:]:
+      shutil.copytree(version, root / base_path.lstrip("/") / version.name)
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    (config_volume,) = [v["name"] for v in pod_spec["volumes"]
+                        if "configMap" in v]
+    config_dir = root / mounts[config_volume].lstrip("/")
+    config_dir.mkdir(parents=True)
+    for key, text in config_map["data"].items():
+      if key == "models.config":
+        text = text.replace('base_path: "/', f'base_path: "{root}/')
+      (config_dir / key).write_text(text)
+    ports = dict(zip(("grpc", "http"), processes.free_ports(2)))
+    manifest_ports = {p["name"]: p["containerPort"]
+                      for p in container["ports"]}
+    flag_of_port = {"port": "grpc", "rest_api_port": "http"}
+    argv = container["command"] + container.get("args", [])
+    self.assertEqual(argv[:3], ["python", "-m", "tf_resnet.serving.server"])
+    args = []
+    for arg in argv[3:]:
+      name, _, value = arg[2:].partition("=")
+      if name in flag_of_port:
+        self.assertEqual(int(value), manifest_ports[flag_of_port[name]])
+        value = str(ports[flag_of_port[name]])
+      elif value.startswith(mounts[config_volume] + "/"):
+        value = str(root / value.lstrip("/"))
+      args.append(f"--{name}={value}")
+    log = root / "server.log"
+    with open(log, "w") as stderr:
+      server = processes.start("tf_resnet.serving.server", *args,
+                               stderr=stderr)
+    try:
+      lines = []
+      while not any(l.startswith("Serving REST on") for l in lines):
+        line = server.stdout.readline()
+        if not line:
+          self.fail("the server exited:\n" + "".join(lines)
+                    + log.read_text()[-3000:])
+        lines.append(line)
+      # It listens on all interfaces, as the pod's probes and Service need.
+      self.assertIn(f"Serving gRPC on 0.0.0.0:{ports['grpc']}", lines[-2])
+      for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        http_get = container[probe]["httpGet"]
+        url = (f"http://127.0.0.1:{ports[http_get['port']]}"
+               f"{http_get['path']}")
+        with urllib.request.urlopen(url, timeout=30) as answer:
+          self.assertEqual(answer.status, 200)
+          status = json.loads(answer.read())
+        self.assertEqual(
+            [v["state"] for v in status["model_version_status"]],
+            ["AVAILABLE"])
+      annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+      self.assertEqual(int(annotations["prometheus.io/port"]),
+                       manifest_ports["http"])
+      url = (f"http://127.0.0.1:{ports['http']}"
+             f"{annotations['prometheus.io/path']}")
+      with urllib.request.urlopen(url, timeout=30) as answer:
+        self.assertEqual(answer.status, 200)
+        self.assertIn("# TYPE", answer.read().decode())
+      server.send_signal(signal.SIGTERM)
+      # Kubernetes kills the container terminationGracePeriodSeconds after
+      # its SIGTERM: the server's drain must end before.
+      self.assertEqual(
+          server.wait(timeout=pod_spec["terminationGracePeriodSeconds"]), 0)
+    finally:
+      processes.stop(server)
 
 
 if __name__ == "__main__":
