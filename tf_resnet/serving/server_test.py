@@ -186,7 +186,7 @@ class ServerTest(tf.test.TestCase):
         lambda: self.stub.Predict(predict, timeout=30),
         grpc.StatusCode.INVALID_ARGUMENT,
         # TensorFlow's saved_model::GetInputValues (cc/saved_model/util.cc),
-        # which TF Serving's predict_util.cc:124 calls since 2.14.
+        # which TF Serving's predict_util.cc:129 calls since 2.14.
         "Signature input alias: image_bytes(feed name: predict_image_bytes:0)"
         " not found in request and no default value provided. Inputs "
         "expected to be in the request {images}, or default input alias set: ")
@@ -201,7 +201,7 @@ class ServerTest(tf.test.TestCase):
     predict.output_filter.append("logits")
     self.assertRpcError(lambda: self.stub.Predict(predict, timeout=30),
                         grpc.StatusCode.INVALID_ARGUMENT,
-                        # predict_util.cc:136-143 (at 9d981c5c).
+                        # predict_util.cc:137-143 (at 9d981c5c).
                         "output tensor alias not found in signature: logits "
                         "Outputs expected to be in the set {classes,labels,"
                         "probabilities,top_k_classes,top_k_scores}.")
