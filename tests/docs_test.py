@@ -517,7 +517,8 @@ class DocsTest(absltest.TestCase):
     self.assertLess(readme.count("\n"), 250)
     for page in pages()[1:]:
       with self.subTest(page):
-        self.assertIn(f"(docs/{os.path.basename(page)}", readme)
+        self.assertTrue(f"(docs/{os.path.basename(page)}" in readme,
+                        f"README.md does not link {page}")
 
   def test_flags_exist_in_their_binaries(self):
     modules = {m for m in self.checker.invoked_modules(self.texts)
