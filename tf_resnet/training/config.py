@@ -140,7 +140,8 @@ class TrainConfig:
       it like the others, Caffe's `lr_mult`); None: `learning_rate`.
     mode: `train_and_eval` (evaluate in the training loop) or `train` (no
       evaluation in the loop: an evaluator evaluates the checkpoints,
-      `continuous_eval`). The plateau schedule needs `train_and_eval`.
+      `continuous_eval`; the plateau schedule then waits for its validation
+      error at every evaluation step).
     eval_mode: the test mode of the validation (and monitored test)
       evaluations: `center`, `10crop` or `multiscale` (`pipeline.EVAL_MODES`;
       a family without test scales, CIFAR, has only `center`).
@@ -208,14 +209,6 @@ class TrainConfig:
                        f"{self.head_learning_rate}")
     if self.mode not in MODES:
       raise ValueError(f"`mode` must be one of {MODES}, not {self.mode!r}")
-    if self.mode == "train" and self.schedule.kind == "plateau":
-      raise ValueError(
-          "the plateau schedule divides the learning rate when the "
-          "validation error stops improving, and in mode 'train' (--mode="
-          "train, or a TF_CONFIG cluster with an evaluator task) the "
-          "training loop does not evaluate: an evaluator's results never "
-          "reach the trainers. Use --schedule=steps with --lr_boundaries, or "
-          "--mode=train_and_eval without an evaluator")
     if self.eval_mode not in pipeline.EVAL_MODES:
       raise ValueError(f"`eval_mode` must be one of {pipeline.EVAL_MODES}, "
                        f"not {self.eval_mode!r}")

@@ -65,16 +65,6 @@ class ConfigJsonTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "not a tf_resnet.train config"):
       config_lib.train_config_from_json('{"model": {}}')
 
-  def test_mode_train_refuses_the_plateau_schedule(self):
-    with self.assertRaisesRegex(ValueError,
-                                "plateau schedule .* --schedule=steps"):
-      config_lib.paper_config(_IMAGENET_18, dataset="synthetic",
-                              model_dir="/runs/x", mode="train")
-    config = config_lib.paper_config(_IMAGENET_18, dataset="synthetic",
-                                     model_dir="/runs/x", mode="train",
-                                     kind="steps", boundaries=(100,))
-    self.assertEqual((config.mode, config.schedule.kind), ("train", "steps"))
-
   def test_unknown_modes_are_refused(self):
     with self.assertRaisesRegex(ValueError, "`mode` must be one of"):
       _resnet20_command(mode="continuous_eval")

@@ -99,6 +99,21 @@ def load(model_dir: str) -> Run:
              config_lib.input_config_from_json(text), statistics, labels)
 
 
+def evaluator_records(model_dir: str) -> list[dict]:
+  """The lines of the run's evaluator log (EVALUATOR_METRICS_FILE), in order.
+
+  A partial last line (an evaluator killed while writing) is not one.
+  """
+  path = os.path.join(model_dir, EVALUATOR_METRICS_FILE)
+  if not tf.io.gfile.exists(path):
+    return []
+  with tf.io.gfile.GFile(path) as f:
+    text = f.read()
+  return [json.loads(line)
+          for line in text[:text.rfind("\n") + 1].splitlines()
+          if line.strip()]
+
+
 def checkpoints(directory: str) -> list[str]:
   """The checkpoints a CheckpointManager keeps in `directory`, newest first."""
   state = tf.train.get_checkpoint_state(directory)
