@@ -108,22 +108,29 @@ def _decode_only(source: sources.Source) -> tf.data.Dataset:
 
 
 class _Timed:
-  """A dataset's iterator, timed in rounds: images per CPU-second of the process."""
+  """A dataset timed in rounds: images per CPU-second of the process.
+
+  Each round runs a fresh iterator and ends it: an iterator left alive
+  would refill its prefetch buffers while the next pipeline is timed, and
+  charge that pipeline for its work.
+  """
 
   def __init__(self, dataset: tf.data.Dataset, count):
-    self._iterator = iter(dataset.with_options(_one_core()))
+    self._dataset = dataset.with_options(_one_core())
     self._count = count  # Images in one element.
-    for _ in range(3):  # Warm-up: tracing, thread pools, file cache.
-      next(self._iterator)
     self.rates, self.wall_rates = [], []
 
   def round(self, seconds: float) -> None:
+    iterator = iter(self._dataset)
+    for _ in range(2):  # Warm-up: thread pools, file cache, buffers.
+      next(iterator)
     images = 0
     wall, cpu = time.perf_counter(), time.process_time()
     while time.perf_counter() - wall < seconds:
-      images += self._count(next(self._iterator))
+      images += self._count(next(iterator))
     self.rates.append(images / (time.process_time() - cpu))
     self.wall_rates.append(images / (time.perf_counter() - wall))
+    del iterator
 
   @property
   def rate(self) -> float:

@@ -166,38 +166,16 @@ def scale_augmentation_crop(seed: tf.Tensor, height: tf.Tensor,
 class SourceWindow(NamedTuple):
   """The pixels of the original image a bilinear crop reads, and where it samples.
 
-  Rows `[top, top + height)` and columns `[left, left + width)` of the
-  original (int32 scalars); `first_y`..`last_y` and `first_x`..`last_x`
-  (float32) are the sampling positions of the crop's first and last row and
-  column, in the coordinates of that window padded by one pixel on every
-  side.
+  Each field holds (rows, columns): the window starts at `start` (int32 [2])
+  of the original and has `size` (int32 [2]) pixels; `first` and `last`
+  (float32 [2]) are the sampling positions of the crop's first and last row
+  and column in the window's coordinates (pixel centres at integers).
   """
 
-  top: tf.Tensor
-  left: tf.Tensor
-  height: tf.Tensor
-  width: tf.Tensor
-  first_y: tf.Tensor
-  last_y: tf.Tensor
-  first_x: tf.Tensor
-  last_x: tf.Tensor
-
-
-def _axis_window(size, resized, start, crop):
-  """One axis of `source_window`: (start, length, first, last)."""
-  # tf.image.resize (bilinear, half-pixel centres) samples output pixel i of
-  # `resized` at source position (i + 0.5) * size / resized - 0.5, in float32,
-  # reading the pixels at floor and ceil of it, clamped to the image.
-  step = tf.cast(size, tf.float32) / tf.cast(resized, tf.float32)
-  first = (tf.cast(start, tf.float32) + 0.5) * step - 0.5
-  last = (tf.cast(start + crop - 1, tf.float32) + 0.5) * step - 0.5
-  # One pixel of margin either side: the window's own float arithmetic may
-  # round a position across a pixel boundary.
-  low = tf.clip_by_value(tf.cast(tf.floor(first), tf.int32) - 1, 0, size - 1)
-  high = tf.clip_by_value(tf.cast(tf.math.ceil(last), tf.int32) + 1, 0,
-                          size - 1)
-  offset = tf.cast(low, tf.float32) - 1.0  # The padded window's origin.
-  return low, high - low + 1, first - offset, last - offset
+  start: tf.Tensor
+  size: tf.Tensor
+  first: tf.Tensor
+  last: tf.Tensor
 
 
 def source_window(draw: ScaleCrop, height: tf.Tensor, width: tf.Tensor,
@@ -219,11 +197,23 @@ def source_window(draw: ScaleCrop, height: tf.Tensor, width: tf.Tensor,
   Returns:
     The window and the sampling positions.
   """
-  top, rows, first_y, last_y = _axis_window(height, draw.height, draw.top,
-                                            crop)
-  left, cols, first_x, last_x = _axis_window(width, draw.width, draw.left,
-                                             crop)
-  return SourceWindow(top, left, rows, cols, first_y, last_y, first_x, last_x)
+  size = tf.stack([height, width])
+  # tf.image.resize (bilinear, half-pixel centres) samples output pixel i of
+  # `resized` at source position (i + 0.5) * size / resized - 0.5, in
+  # float32, reading the pixels at its floor and ceiling, clamped to the
+  # image. Rows and columns are computed together: fewer ops per image.
+  step = tf.cast(size, tf.float32) / tf.cast(
+      tf.stack([draw.height, draw.width]), tf.float32)
+  first = (tf.cast(tf.stack([draw.top, draw.left]), tf.float32) + 0.5) * step
+  last = first + (crop - 1) * step - 0.5
+  first -= 0.5
+  # One pixel of margin either side: the crop's own float arithmetic may
+  # round a position across a pixel boundary.
+  low = tf.clip_by_value(tf.cast(tf.floor(first), tf.int32) - 1, 0, size - 1)
+  high = tf.clip_by_value(tf.cast(tf.math.ceil(last), tf.int32) + 1, 0,
+                          size - 1)
+  origin = tf.cast(low, tf.float32)
+  return SourceWindow(low, high - low + 1, first - origin, last - origin)
 
 
 def resample_window(pixels: tf.Tensor, window: SourceWindow,
@@ -235,11 +225,11 @@ def resample_window(pixels: tf.Tensor, window: SourceWindow,
   last sampling positions, bilinearly, at `crop` evenly spaced positions:
   the resize's own positions, since they are evenly spaced too. A position
   outside the image (a crop at the border of an enlarged image) reads the
-  edge pixel in the resize; here the window is then padded by one
-  replicated pixel, which gives the same values.
+  edge pixel in the resize; the window is padded by one replicated pixel
+  on every side, which gives the same values.
 
   Args:
-    pixels: the window, uint8 [window.height, window.width, 3].
+    pixels: the window, uint8 [rows, columns, 3] as `window.size` says.
     window: from `source_window`.
     crop: the crop's side.
     flip: a bool scalar: mirror the crop left-right (sampling the box from
@@ -248,33 +238,16 @@ def resample_window(pixels: tf.Tensor, window: SourceWindow,
   Returns:
     float32 [crop, crop, 3].
   """
-  # Positions in the unpadded window's coordinates.
-  first_y, last_y = window.first_y - 1.0, window.last_y - 1.0
-  first_x, last_x = window.first_x - 1.0, window.last_x - 1.0
+  padded = tf.concat([pixels[:1], pixels, pixels[-1:]], axis=0)
+  padded = tf.concat([padded[:, :1], padded, padded[:, -1:]], axis=1)
+  span = tf.cast(window.size + 1, tf.float32)  # The padded size - 1.
+  first, last = (window.first + 1.0) / span, (window.last + 1.0) / span
   if flip is not None:
-    first_x, last_x = (tf.where(flip, last_x, first_x),
-                       tf.where(flip, first_x, last_x))
-  span_y = tf.cast(window.height - 1, tf.float32)
-  span_x = tf.cast(window.width - 1, tf.float32)
-
-  def sample(image, offset, span_y, span_x):
-    box = tf.stack([(first_y + offset) / span_y, (first_x + offset) / span_x,
-                    (last_y + offset) / span_y, (last_x + offset) / span_x])
-    return tf.image.crop_and_resize(image[None], box[None], [0],
-                                    [crop, crop])[0]
-
-  def padded():
-    image = tf.concat([pixels[:1], pixels, pixels[-1:]], axis=0)
-    image = tf.concat([image[:, :1], image, image[:, -1:]], axis=1)
-    return sample(image, 1.0, span_y + 2.0, span_x + 2.0)
-
-  # Padding copies the window: only where a position falls outside it.
-  outside = tf.reduce_any(tf.stack([
-      tf.minimum(first_y, last_y) < 0.0, tf.maximum(first_y, last_y) > span_y,
-      tf.minimum(first_x, last_x) < 0.0,
-      tf.maximum(first_x, last_x) > span_x]))
-  return tf.cond(outside, padded,
-                 lambda: sample(pixels, 0.0, span_y, span_x))
+    first, last = (tf.where([False, flip], last, first),
+                   tf.where([False, flip], first, last))
+  box = tf.concat([first, last], axis=0)
+  return tf.image.crop_and_resize(padded[None], box[None], [0],
+                                  [crop, crop])[0]
 
 
 def _scale_augmented_crop(image: tf.Tensor, seed: tf.Tensor,
@@ -289,8 +262,8 @@ def _scale_augmented_crop(image: tf.Tensor, seed: tf.Tensor,
 
   def sliced(pixels):
     shape = tf.shape(pixels)
-    return crop_of(shape[0], shape[1], lambda w: pixels[
-        w.top:w.top + w.height, w.left:w.left + w.width])
+    return crop_of(shape[0], shape[1], lambda w: tf.slice(
+        pixels, tf.concat([w.start, [0]], 0), tf.concat([w.size, [3]], 0)))
 
   if not encoded:
     return sliced(image)
@@ -298,7 +271,7 @@ def _scale_augmented_crop(image: tf.Tensor, seed: tf.Tensor,
   def jpeg():
     shape = tf.image.extract_jpeg_shape(image)
     return crop_of(shape[0], shape[1], lambda w: tf.image.decode_and_crop_jpeg(
-        image, tf.stack([w.top, w.left, w.height, w.width]), channels=3))
+        image, tf.concat([w.start, w.size], 0), channels=3))
 
   return tf.cond(_is_jpeg(image), jpeg, lambda: sliced(decode_rgb(image)))
 
@@ -377,7 +350,21 @@ def pca_lighting(image: tf.Tensor, seed: tf.Tensor, eigenvalues: tf.Tensor,
   alpha = tf.random.stateless_normal([3], seed, stddev=stddev)
   shift = tf.linalg.matvec(tf.cast(eigenvectors, tf.float32),
                            alpha * tf.cast(eigenvalues, tf.float32))
-  return image + 255.0 * shift
+  return add_colour(image, 255.0 * shift)
+
+
+def add_colour(image: tf.Tensor, colour: tf.Tensor) -> tf.Tensor:
+  """`image + colour` for float32 [..., H, W, 3] and [3], the same sums, faster.
+
+  TensorFlow's CPU kernels broadcast 3 values over an image several times
+  more slowly than they add two images (as slowly as resampling the whole
+  crop); broadcasting one image row of colours over the rows is as fast.
+  """
+  image = tf.convert_to_tensor(image, tf.float32)
+  shape = tf.shape(image)
+  row = tf.tile(tf.cast(colour, tf.float32), shape[-2:-1])
+  rows = tf.reshape(image, tf.concat([shape[:-2], [shape[-2] * 3]], 0)) + row
+  return tf.reshape(rows, shape)
 
 
 def _flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -543,7 +530,7 @@ def multiscale_views(image: tf.Tensor, mean_image: tf.Tensor, *,
   colour = mean_colour(mean_image)
   views = []
   for scale in scales:
-    view = (resize_shorter_side(image, scale) - colour)[None]
+    view = add_colour(resize_shorter_side(image, scale), -colour)[None]
     if flip:
       view = tf.concat([view, tf.reverse(view, axis=[2])], axis=0)
     views.append(view)

@@ -68,8 +68,8 @@ class ScaleAugmentationTest(parameterized.TestCase, tf.test.TestCase):
                                     resized_width, tf.constant(top),
                                     tf.constant(left))
         window = transforms.source_window(draw, height, width)
-        pixels = image[window.top:window.top + window.height,
-                       window.left:window.left + window.width]
+        (top_row, left_col), (rows, cols) = window.start, window.size
+        pixels = image[top_row:top_row + rows, left_col:left_col + cols]
         crop = transforms.resample_window(pixels, window,
                                           flip=tf.constant(flip))
         expected = reference[top:top + 224, left:left + 224]
@@ -81,9 +81,10 @@ class ScaleAugmentationTest(parameterized.TestCase, tf.test.TestCase):
         self.assertAllClose(crop, expected, atol=0.05, rtol=0,
                             msg=f"top={top} left={left} flip={flip}")
         # The window is the part that is read, and only a little more.
-        self.assertLessEqual(int(window.height),
-                             int(np.ceil(224 * height / int(resized_height)))
-                             + 4)
+        self.assertLessEqual(int(rows), int(np.ceil(
+            224 * height / int(resized_height))) + 4)
+        self.assertLessEqual(int(cols), int(np.ceil(
+            224 * width / int(resized_width))) + 4)
 
   def test_jpeg_window_decode_equals_whole_decode_then_crop(self):
     # The end-to-end view: the fused JPEG path against decoding the whole
@@ -274,6 +275,13 @@ class ImageNetViewsTest(tf.test.TestCase):
 
 
 class LightingTest(tf.test.TestCase):
+
+  def test_add_colour_is_the_broadcast_sum(self):
+    colour = tf.constant([1.5, -20.25, 7.0])
+    for shape in ([5, 7, 3], [2, 5, 7, 3]):
+      image = tf.random.stateless_uniform(shape, [1, 2], 0, 255)
+      self.assertAllEqual(transforms.add_colour(image, colour),
+                          image + colour)
 
   def test_shift_is_per_image_along_the_components(self):
     values = tf.constant([0.2, 0.02, 0.002])
