@@ -65,20 +65,27 @@ def _echo(response_spec, request_spec, servable, signature: str) -> None:
   response_spec.signature_name = signature
 
 
+_TYPED_FIELDS = {np.float32: "float_val", np.float64: "double_val",
+                 np.int64: "int64_val", np.int32: "int_val",
+                 np.uint8: "int_val", np.int8: "int_val", np.int16: "int_val",
+                 np.bool_: "bool_val", np.float16: "half_val"}
+
+
 def _typed_tensor_proto(value: np.ndarray):
   """A TensorProto with typed `*_val` fields (as TF Serving sends), not tensor_content."""
-  proto = tf.make_tensor_proto(value)
-  if not proto.tensor_content:
-    return proto
-  proto.tensor_content = b""
+  field = _TYPED_FIELDS.get(value.dtype.type)
+  if field is None:  # Strings: make_tensor_proto writes string_val.
+    return tf.make_tensor_proto(value)
+  proto = tf.make_tensor_proto(np.zeros([0], value.dtype))
+  proto.tensor_shape.CopyFrom(tf.TensorShape(value.shape).as_proto())
   flat = value.reshape(-1)
-  field = {np.float32: "float_val", np.float64: "double_val",
-           np.int64: "int64_val", np.int32: "int_val", np.uint8: "int_val",
-           np.int8: "int_val", np.int16: "int_val", np.bool_: "bool_val",
-           np.float16: "half_val"}[value.dtype.type]
   if field == "half_val":
     flat = flat.view(np.uint16)
-  getattr(proto, field).extend(flat.tolist())
+  values = getattr(proto, field)
+  # 64K values at a time: a whole-tensor tolist() holds a Python object per
+  # value (8M floats: 260 MB) for the moment of the copy.
+  for start in range(0, flat.size, 1 << 16):
+    values.extend(flat[start:start + (1 << 16)].tolist())
   return proto
 
 
@@ -106,7 +113,8 @@ def _undecodable(error: UnicodeDecodeError, inputs: dict[str, np.ndarray]
       if array.dtype != object:
         continue
       for item in array.reshape(-1):
-        whole = item.decode("utf-8", "replace")
+        whole = (item.decode("utf-8", "replace") if isinstance(item, bytes)
+                 else str(item))
         if whole.startswith(value):
           return ServingError(_INVALID, f"{PARSE_EXAMPLE_ERROR}{whole}'")
   return ServingError(_INVALID, text)
