@@ -82,7 +82,8 @@ class Controller:
                validation_split: Optional[str],
                monitor_test: bool = False,
                actions: Sequence[actions_lib.Action] = (),
-               clock: Callable[[], float] = time.monotonic):
+               clock: Callable[[], float] = time.monotonic,
+               validation_errors: Optional[Callable[[int], float]] = None):
     """Constructs the controller.
 
     Args:
@@ -98,6 +99,12 @@ class Controller:
         at every evaluation (logged as `test`; never decides anything).
       actions: run after each validation and at the end.
       clock: seconds, for the ETA (a test's scripted clock).
+      validation_errors: when the loop does not evaluate
+        (`cadence.evaluate` False) and the schedule is the plateau: the
+        validation top-1 error of the checkpoint saved at a step, from the
+        evaluator beside the trainers (it waits for it). Every
+        `eval_every_steps` the loop saves, then gives the plateau that
+        error, as its own evaluation would have.
     """
     self.trainer = trainer
     self.cadence = cadence
@@ -109,6 +116,7 @@ class Controller:
     self.actions = list(actions)
     self._clock = clock
     self._started: Optional[tuple[float, int]] = None  # (time, step).
+    self._validation_errors = validation_errors
 
   def _next_stop(self, step: int) -> int:
     c = self.cadence
@@ -149,6 +157,22 @@ class Controller:
     for action in self.actions:
       action.on_validation(step, result, improved)
     return result
+
+  def _waits_for_evaluator(self, step: int) -> bool:
+    """Whether the plateau takes the evaluator's error of this step's checkpoint."""
+    c = self.cadence
+    return bool(not c.evaluate and self._validation_errors is not None
+                and self.trainer.plateau is not None and c.eval_every_steps
+                and step % c.eval_every_steps == 0
+                and 0 < step < c.train_steps)
+
+  def _observe_evaluator(self, step: int) -> None:
+    error = self._validation_errors(step)
+    if self.trainer.plateau.observe_validation_error(error):
+      self.progress.message(
+          f"step {step}: validation error plateaued (the evaluator's "
+          f"{error:.4f}); learning rate now "
+          f"{float(self.trainer.plateau(step)):.4g}")
 
   def _train_interval(self, step: int) -> int:
     """Trains to the next stop; logs the interval; returns the new step."""
@@ -203,6 +227,10 @@ class Controller:
     result = RunResult(step=start, checkpoint=restored,
                        model=self.trainer.model)
     last_save = time.time()
+    if restored and self._waits_for_evaluator(start):
+      # Saved for the evaluator before its error was observed: observe it
+      # now, as the run that saved it did next.
+      self._observe_evaluator(start)
     with _SignalCatcher() as signals:
       while step < c.train_steps:
         step = self._train_interval(step)
@@ -214,7 +242,8 @@ class Controller:
         due_save = ((c.checkpoint_every_steps
                      and step % c.checkpoint_every_steps == 0)
                     or time.time() - last_save >= c.checkpoint_every_secs
-                    or signals.caught is not None)
+                    or signals.caught is not None
+                    or self._waits_for_evaluator(step))
         # Every worker takes part in a save; their clocks and signals are
         # their own, so they agree first.
         stopping = strategy_lib.any_worker(self.trainer.strategy,
@@ -230,6 +259,8 @@ class Controller:
           result.step = step
           self.writer.flush()
           return result
+        if self._waits_for_evaluator(step):
+          self._observe_evaluator(step)
       if c.evaluate:
         result.last_eval = self.evaluate(step)
       if step > start or not restored:

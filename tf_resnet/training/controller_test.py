@@ -87,8 +87,9 @@ class _Clock:
     return self.now
 
 
-def _run(trainer, *, validation="holdout", restored=None, **cadence):
-  saver, recorder, out = _Saver(), _Recorder(), io.StringIO()
+def _run(trainer, *, validation="holdout", restored=None, saver=None,
+         validation_errors=None, **cadence):
+  saver, recorder, out = saver or _Saver(), _Recorder(), io.StringIO()
   values = dict(train_steps=10, steps_per_loop=3)
   values.update(cadence)
   controller = controller_lib.Controller(
@@ -96,7 +97,8 @@ def _run(trainer, *, validation="holdout", restored=None, **cadence):
       writer=writers.create_writer("/nonexistent", just_logging=True),
       progress=progress.Progress(values["train_steps"], out),
       validation_split=validation, actions=[recorder],
-      clock=(trainer.clock or _Clock()).time)
+      clock=(trainer.clock or _Clock()).time,
+      validation_errors=validation_errors)
   return controller.run(restored), saver, recorder, out.getvalue()
 
 
@@ -138,6 +140,47 @@ class ControllerTest(tf.test.TestCase):
     self.assertEqual(recorder.validations, [])
     self.assertEqual(recorder.ends, [10])
     self.assertEqual(float(trainer.best_error), math.inf)
+
+  def test_without_evaluations_the_plateau_takes_the_evaluators_errors(self):
+    # Mode `train`: at each evaluation step the checkpoint is saved first
+    # (the evaluator evaluates it), then its error goes to the plateau.
+    plateau = types.SimpleNamespace(observed=[])
+    plateau.observe_validation_error = (
+        lambda e: plateau.observed.append(e) and False)
+    trainer = _Trainer(errors=[], plateau=plateau)
+    saver, asked = _Saver(), []
+
+    def evaluators_error(step):
+      asked.append((step, list(saver.saved)))
+      return step / 100
+
+    _, _, recorder, _ = _run(trainer, saver=saver, eval_every_steps=4,
+                             evaluate=False,
+                             validation_errors=evaluators_error)
+    self.assertEqual(trainer.evaluated, [])
+    self.assertEqual(asked, [(4, [4]), (8, [4, 8])])
+    self.assertEqual(plateau.observed, [0.04, 0.08])
+    self.assertEqual(saver.saved, [4, 8, 10])
+    self.assertEqual((recorder.validations, recorder.ends), ([], [10]))
+
+  def test_resumed_at_an_evaluation_step_the_plateau_takes_its_error_first(
+      self):
+    # Its checkpoint was saved before the error was observed.
+    plateau = types.SimpleNamespace(observed=[])
+    plateau.observe_validation_error = (
+        lambda e: plateau.observed.append(e) and False)
+    trainer = _Trainer(errors=[], plateau=plateau)
+    trainer.step = 8
+    asked = []
+
+    def evaluators_error(step):
+      asked.append((step, list(trainer.calls)))
+      return 0.5
+
+    _run(trainer, restored="ckpt-8", train_steps=14, eval_every_steps=4,
+         evaluate=False, validation_errors=evaluators_error)
+    self.assertEqual(asked, [(8, []), (12, [(8, 3), (11, 1)])])
+    self.assertEqual(plateau.observed, [0.5, 0.5])
 
   def test_a_signal_saves_and_stops_between_calls(self):
     trainer = _Trainer(errors=[], signal_at=5)
