@@ -124,7 +124,8 @@ class _Body:
 
   def __init__(self, options: RestOptions, gzipped: bool):
     self._options = options
-    self._parts: list[bytes] = []
+    # One buffer, not parts joined at the end: the join held the body twice.
+    self._data = bytearray()
     self._size = 0
     self._inflater = self._new_inflater() if gzipped else None
 
@@ -156,15 +157,13 @@ class _Body:
     self._size += len(data)
     if self._size > limit:
       raise _BodyError(413, f"Request body exceeds {limit} bytes")
-    if data:
-      self._parts.append(data)
+    self._data += data
 
-  def finish(self) -> bytes:
+  def finish(self) -> bytearray:
     if self._inflater is not None and not self._inflater.eof and (
-        self._size or self._parts):
+        self._size or self._data):
       raise _BodyError(400, "Cannot gunzip the request body: it ends early")
-    body = b"".join(self._parts)
-    self._parts = []
+    body, self._data = self._data, bytearray()
     return body
 
 
@@ -242,14 +241,18 @@ class _Request(httputil.HTTPMessageDelegate):
     if self._answered:
       return
     self._answered = True
-    if data is None:
-      # Tensors in the body are JSON text already (json_writer.RawJson).
-      data = (json_writer.dumps(reply.body) if reply.body is not None
-              else b"")
+    if data is not None:
+      pieces = [data]
+    else:
+      # Tensors in the body are JSON text already (json_writer.RawJson),
+      # written piece by piece: the answer is never copied whole.
+      pieces = (json_writer.pieces(reply.body) if reply.body is not None
+                else [])
+    size = sum(map(len, pieces))
     headers = httputil.HTTPHeaders()
-    if data or reply.body is not None:
+    if size or reply.body is not None:
       headers["Content-Type"] = content_type
-    headers["Content-Length"] = str(len(data))
+    headers["Content-Length"] = str(size)
     if self._server.options.cors and rest_api_handler.API_PATH.fullmatch(
         self.path):
       for name, value in _CORS_HEADERS:
@@ -260,8 +263,10 @@ class _Request(httputil.HTTPMessageDelegate):
         "HTTP/1.1", reply.status,
         httputil.responses.get(reply.status, "Unknown"))
     try:
-      self._connection.write_headers(
-          start, headers, None if self.method == "HEAD" else data)
+      self._connection.write_headers(start, headers)
+      if self.method != "HEAD":
+        for piece in pieces:
+          self._connection.write(piece)
       self._connection.finish()
     except Exception:  # pylint: disable=broad-except
       _SERVER_LOG.debug("cannot write a REST answer", exc_info=True)

@@ -32,15 +32,32 @@ _MIDPOINT_MARGIN = 1e-15
 
 
 class RawJson:
-  """JSON text already written (a tensor's values), spliced in by `dumps`."""
+  """JSON text already written (a tensor's values), spliced in by `dumps`.
 
-  __slots__ = ("text",)
+  Attributes:
+    pieces: the text, in the chunks it was written in (never joined here:
+      the HTTP layer writes them one after another).
+  """
 
-  def __init__(self, text: bytes):
-    self.text = text
+  __slots__ = ("pieces",)
+
+  def __init__(self, text):
+    self.pieces = [text] if isinstance(text, bytes) else list(text)
+
+  @property
+  def text(self) -> bytes:
+    return b"".join(self.pieces)
 
   def __repr__(self) -> str:
-    return f"RawJson({self.text[:60]!r}{'...' if len(self.text) > 60 else ''})"
+    head = self.pieces[0][:60] if self.pieces else b""
+    return f"RawJson({head!r}...)"
+
+
+def pieces(value: Any) -> list[bytes]:
+  """`value` as UTF-8 JSON pieces (see `dumps`), RawJson's without a copy."""
+  out: list[bytes] = []
+  _write(value, out)
+  return out
 
 
 def dumps(value: Any) -> bytes:
@@ -53,14 +70,12 @@ def dumps(value: Any) -> bytes:
     The JSON text; strings that are not valid UTF-8 (lone surrogates) have
     their bad characters replaced by `?`.
   """
-  pieces: list[bytes] = []
-  _write(value, pieces)
-  return b"".join(pieces)
+  return b"".join(pieces(value))
 
 
 def _write(value, pieces: list[bytes]) -> None:
   if isinstance(value, RawJson):
-    pieces.append(value.text)
+    pieces.extend(value.pieces)
   elif isinstance(value, dict):
     pieces.append(b"{")
     for i, (key, member) in enumerate(value.items()):
@@ -89,12 +104,14 @@ def _scalar(value) -> bytes:
 def _scale(values: np.ndarray, exponents: np.ndarray) -> np.ndarray:
   """values * 10**exponents in float64, with at most three roundings."""
   power = np.abs(exponents)
-  scaled = values
-  for _ in range(3):  # |exponents| <= 66: float32's range and 9 digits.
-    step = np.minimum(power, 22)
-    scaled = np.where(exponents >= 0, scaled * _POW10[step],
-                      scaled / _POW10[step])
-    power = power - step
+  first = np.minimum(power, 22)
+  scale = _POW10[first]
+  scaled = np.where(exponents >= 0, values * scale, values / scale)
+  beyond = np.flatnonzero(power > 22)  # Below 1e-22 or above 1e22: rare.
+  if beyond.size:
+    rest = _scale(scaled[beyond], np.sign(exponents[beyond])
+                  * (power[beyond] - 22))
+    scaled[beyond] = rest
   return scaled
 
 
@@ -156,40 +173,71 @@ def _whole(mantissa: np.ndarray, exponent: np.ndarray,
              == 0))
 
 
-def _float32_strings(values: np.ndarray) -> list[str]:
-  """WriteDecimal's text of each float32 of a 1-D array.
+class _Float32Plan:
+  """How WriteDecimal writes each float32 of a 1-D array, decided at once.
 
-  Which of `%g` and `%.9g` applies, and whether `.0` follows, is decided
-  for all values at once in float64; Python's printf then writes each.
+  Attributes:
+    wide: the values as float64.
+    code: the printf format per value (`_FORMATS`).
+    exact: where float64 arithmetic could not decide (or the value is not
+      finite): `decimal_text` writes these.
+    decimal: the decimal written (six or nine digits), as the nearest
+      float64, signed.
+    plain: where Python's repr() of `decimal` is the text: repr writes the
+      shortest digits that read back, which are the chosen decimal's (at
+      most nine digits), positionally where %g does (exponent below the
+      digits) and with `.0` where TF Serving adds it.
   """
-  wide = values.astype(np.float64)
-  magnitude = np.abs(wide)
-  finite = np.isfinite(wide)
-  safe = np.where(finite & (magnitude > 0), magnitude, 1.0)
-  exponent = np.floor(np.log10(safe)).astype(np.int64)
-  first_digit = _scale(safe, -exponent)
-  exponent += (first_digit >= 10).astype(np.int64)
-  exponent -= (first_digit < 1).astype(np.int64)
-  six, six_exponent, unsure6 = _round_digits(safe, exponent, 6)
-  nine, nine_exponent, unsure9 = _round_digits(safe, exponent, 9)
-  # Six digits read back iff they round to the value: the decimal rounded
-  # to float32, unsure near the midpoint to the neighbour on its side.
-  decimal_value = _scale(six.astype(np.float64), six_exponent - 5)
-  float32_safe = safe.astype(np.float32)
-  with np.errstate(over="ignore"):
-    reads_back = decimal_value.astype(np.float32) == float32_safe
-  neighbour = np.nextafter(float32_safe, np.where(
-      decimal_value > safe, np.float32(np.inf), np.float32(0)))
-  midpoint = (safe + neighbour.astype(np.float64)) / 2
-  unsure = unsure6 | unsure9 | (
-      np.abs(decimal_value - midpoint) <= _MIDPOINT_MARGIN * safe)
-  code = np.where(reads_back, 2 + _whole(six, six_exponent, 6),
-                  _whole(nine, nine_exponent, 9).astype(np.int64))
-  code[magnitude == 0] = 3  # 0.0 and -0.0.
-  texts = [_FORMATS[c] % x for c, x in zip(code.tolist(), wide.tolist())]
-  for i in np.flatnonzero(unsure | ~finite).tolist():
-    texts[i] = decimal_text(values[i])
-  return texts
+
+  def __init__(self, values: np.ndarray):
+    wide = values.astype(np.float64)
+    magnitude = np.abs(wide)
+    finite = np.isfinite(wide)
+    safe = np.where(finite & (magnitude > 0), magnitude, 1.0)
+    exponent = np.floor(np.log10(safe)).astype(np.int64)
+    first_digit = _scale(safe, -exponent)
+    exponent += (first_digit >= 10).astype(np.int64)
+    exponent -= (first_digit < 1).astype(np.int64)
+    six, six_exponent, unsure6 = _round_digits(safe, exponent, 6)
+    nine, nine_exponent, unsure9 = _round_digits(safe, exponent, 9)
+    # Six digits read back iff they round to the value: the decimal rounded
+    # to float32, unsure near the midpoint to the neighbour on its side.
+    decimal_value = _scale(six.astype(np.float64), six_exponent - 5)
+    float32_safe = safe.astype(np.float32)
+    with np.errstate(over="ignore"):
+      reads_back = decimal_value.astype(np.float32) == float32_safe
+    neighbour = np.nextafter(float32_safe, np.where(
+        decimal_value > safe, np.float32(np.inf), np.float32(0)))
+    midpoint = (safe + neighbour.astype(np.float64)) / 2
+    unsure = unsure6 | unsure9 | (
+        np.abs(decimal_value - midpoint) <= _MIDPOINT_MARGIN * safe)
+    self.wide = wide
+    self.code = np.where(reads_back, 2 + _whole(six, six_exponent, 6),
+                         _whole(nine, nine_exponent, 9).astype(np.int64))
+    self.code[magnitude == 0] = 3  # 0.0 and -0.0.
+    self.exact = unsure | ~finite
+    digits = np.where(reads_back, 6, 9)
+    mantissa = np.where(reads_back, six, nine).astype(np.float64)
+    exponent = np.where(reads_back, six_exponent, nine_exponent)
+    # One correctly rounded operation (|power| <= 22): the nearest float64.
+    power = exponent - (digits - 1)
+    scale = _POW10[np.minimum(np.abs(power), 22)]
+    decimal = np.where(power >= 0, mantissa * scale, mantissa / scale)
+    self.decimal = np.where(magnitude == 0, wide,
+                            np.copysign(decimal, wide))
+    self.plain = ~self.exact & (np.abs(power) <= 22) & (exponent < digits)
+
+  def strings(self, values: np.ndarray) -> list[str]:
+    texts = [_FORMATS[c] % x
+             for c, x in zip(self.code.tolist(), self.wide.tolist())]
+    for i in np.flatnonzero(self.exact).tolist():
+      texts[i] = decimal_text(values[i])
+    return texts
+
+
+def _float32_strings(values: np.ndarray) -> list[str]:
+  """WriteDecimal's text of each float32 of a 1-D array."""
+  return _Float32Plan(values).strings(values)
 
 
 def _strings(values: np.ndarray) -> list[str]:
@@ -220,13 +268,31 @@ def _pieces(array: np.ndarray) -> Iterator[bytes]:
       remainder = index % stride
       opens += remainder == 0
       closes += remainder == stride - 1
-    texts = _strings(rows[start:start + index.size].reshape(-1))
+    texts = _row_texts(rows[start:start + index.size])
     out = []
-    for j, (r, o, c) in enumerate(zip(index.tolist(), opens.tolist(),
-                                      closes.tolist())):
-      out.append("[" * (o + 1) + ", ".join(texts[j * width:(j + 1) * width])
-                 + "]" * (c + 1) + (", " if r != len(rows) - 1 else ""))
+    for text, r, o, c in zip(texts, index.tolist(), opens.tolist(),
+                             closes.tolist()):
+      out.append("[" * o + text + "]" * c
+                 + (", " if r != len(rows) - 1 else ""))
     yield "".join(out).encode()
+
+
+def _row_texts(rows: np.ndarray) -> list[str]:
+  """Each row of a 2-D array as a JSON array, `[a, b, ...]`."""
+  width = rows.shape[1]
+  if rows.dtype != np.float32:
+    texts = _strings(rows.reshape(-1))
+    return ["[" + ", ".join(texts[j * width:(j + 1) * width]) + "]"
+            for j in range(len(rows))]
+  flat = rows.reshape(-1)
+  plan = _Float32Plan(flat)
+  plain = plan.plain.reshape(rows.shape).all(axis=1)
+  # Rows whose values are all plain: list.repr() writes them in C.
+  texts = list(map(repr, plan.decimal.reshape(rows.shape).tolist()))
+  for j in np.flatnonzero(~plain).tolist():
+    row = flat[j * width:(j + 1) * width]
+    texts[j] = "[" + ", ".join(_float32_strings(row)) + "]"
+  return texts
 
 
 def array_json(array: np.ndarray) -> RawJson:
@@ -242,4 +308,4 @@ def array_json(array: np.ndarray) -> RawJson:
     return RawJson(_strings(array.reshape(1))[0].encode())
   if array.size == 0:
     return RawJson(_scalar(np.zeros(array.shape).tolist()))
-  return RawJson(b"".join(_pieces(array)))
+  return RawJson(_pieces(array))
