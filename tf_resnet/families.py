@@ -72,6 +72,21 @@ class Family:
     test_scales: shorter sides of multi-scale testing; () when the family is
       tested on its single native view.
     recipe: how the paper trained it.
+    layout: how its networks are laid out: `table1` (Table 1: a 7x7/2
+      stem, a 3x3/2 max pool, four stages) or `6n+2` (section 4.2: a 3x3
+      stem, three stages of 2n 3x3 layers).
+    bottleneck_min_depth: residual and plain nets this deep or deeper use
+      bottleneck blocks (Table 1: 50); None: never.
+    stem_max_pool: whether the stem ends in a max pool.
+    train_augmentation: `scale` (section 3.4: shorter side in [256, 480],
+      224x224 crop, flip, colour) or `pad_crop` (section 4.2: 4 pixels of
+      padding, 32x32 crop, flip).
+    single_view: the one-view test input: `center_crop` (the centre crop of
+      the image resized to shorter side 256) or `original` (the image
+      itself, at input_size).
+    eval_modes: the test modes the paper used for the family.
+    published_cost: what the paper printed for its networks' cost:
+      `multiply_adds` (Table 1's FLOPs) or `params` (Table 6).
   """
 
   name: str
@@ -84,6 +99,18 @@ class Family:
   default_shortcut: str
   test_scales: tuple[int, ...]
   recipe: Recipe
+  layout: str
+  bottleneck_min_depth: Optional[int]
+  stem_max_pool: bool
+  train_augmentation: str
+  single_view: str
+  eval_modes: tuple[str, ...]
+  published_cost: str
+
+  @property
+  def multiscale_testing(self) -> bool:
+    """Whether the family is tested on whole images at several scales."""
+    return bool(self.test_scales)
 
 
 IMAGENET = Family(
@@ -113,6 +140,13 @@ IMAGENET = Family(
         # the released models went 0.1 -> 0.01 -> 0.001.
         min_learning_rate=0.001,
     ),
+    layout="table1",
+    bottleneck_min_depth=50,
+    stem_max_pool=True,
+    train_augmentation="scale",
+    single_view="center_crop",
+    eval_modes=("center", "10crop", "multiscale"),  # Section 3.4.
+    published_cost="multiply_adds",
 )
 
 CIFAR = Family(
@@ -136,6 +170,13 @@ CIFAR = Family(
         warmup_learning_rate=0.01,  # ResNet-110 (and 1202): 0.01 until the
         warmup_min_depth=110,       # training error is below 80%.
     ),
+    layout="6n+2",
+    bottleneck_min_depth=None,
+    stem_max_pool=False,
+    train_augmentation="pad_crop",
+    single_view="original",
+    eval_modes=("center",),
+    published_cost="params",
 )
 
 FAMILIES: Mapping[str, Family] = {f.name: f for f in (IMAGENET, CIFAR)}

@@ -9,6 +9,8 @@ significant figures and truncates as often as it rounds (ResNet-34 counts
 
 from typing import Optional
 
+from tf_resnet import families
+
 # (architecture, depth) -> multiply-adds for one 224x224 image.
 IMAGENET_MULTIPLY_ADDS = {
     ("resnet", 18): 1.8e9,   # Table 1
@@ -29,6 +31,13 @@ CIFAR_PARAMS = {
     56: 0.85e6,
     110: 1.7e6,
     1202: 19.4e6,
+}
+
+# A family's `published_cost` -> (architecture, depth) -> the printed figure.
+PUBLISHED_COSTS = {
+    "multiply_adds": IMAGENET_MULTIPLY_ADDS,
+    "params": {("resnet", depth): params
+               for depth, params in CIFAR_PARAMS.items()},
 }
 
 # depth -> CIFAR-10 test error (%) of the ResNet (option A), Table 6: the
@@ -65,10 +74,10 @@ def reference(family: str, architecture: str, depth: int,
   figures = {}
   if shortcut == "C":
     return figures
-  if family == "imagenet" and (architecture, depth) in IMAGENET_MULTIPLY_ADDS:
-    figures["multiply_adds"] = IMAGENET_MULTIPLY_ADDS[(architecture, depth)]
-  if family == "cifar" and architecture == "resnet" and depth in CIFAR_PARAMS:
-    figures["params"] = CIFAR_PARAMS[depth]
+  cost = families.get(family).published_cost
+  value = PUBLISHED_COSTS[cost].get((architecture, depth))
+  if value is not None:
+    figures[cost] = value
   return figures
 
 

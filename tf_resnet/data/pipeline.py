@@ -25,6 +25,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from tf_resnet import families
 from tf_resnet.data import sources
 from tf_resnet.data import stats as stats_lib
 from tf_resnet.data import streaming
@@ -108,15 +109,20 @@ def _train_transform(source: sources.Source,
                      statistics: stats_lib.Statistics, config: InputConfig):
   mean, eigenvalues, eigenvectors = _constants(statistics)
 
+  def scale(image, seed):  # Section 3.4.
+    return transforms.imagenet_train(
+        image, seed, mean,
+        eigenvalues if config.color_augmentation else None, eigenvectors,
+        encoded=source.encoded, scale_range=config.scale_range)
+
+  def pad_crop(image, seed):  # Section 4.2.
+    return transforms.cifar_train(image, seed, mean, encoded=source.encoded)
+
+  augment = {"scale": scale, "pad_crop": pad_crop}[
+      families.get(source.family).train_augmentation]
+
   def transform(image, label, seed):
-    if source.family == "imagenet":
-      view = transforms.imagenet_train(
-          image, seed, mean,
-          eigenvalues if config.color_augmentation else None, eigenvectors,
-          encoded=source.encoded, scale_range=config.scale_range)
-    else:
-      view = transforms.cifar_train(image, seed, mean, encoded=source.encoded)
-    return view, label
+    return augment(image, seed), label
 
   return transform
 
@@ -226,17 +232,18 @@ def eval_dataset(source: sources.Source, statistics: stats_lib.Statistics,
   """
   if mode not in EVAL_MODES:
     raise ValueError(f"`mode` must be one of {EVAL_MODES}, not {mode!r}")
-  if source.family == "cifar" and mode != "center":
-    raise ValueError(f"the CIFAR family is tested on the single original "
-                     f"view (section 4.2): use mode 'center', not {mode!r}")
+  family = families.get(source.family)
+  if mode not in family.eval_modes:
+    raise ValueError(f"the {family.name} family is tested in the paper's "
+                     f"modes {family.eval_modes} only (CIFAR: the single "
+                     f"original view, section 4.2), not {mode!r}")
   mean, _, _ = _constants(statistics)
   encoded = source.encoded
 
   def view(image):
-    if source.family == "cifar":
-      return transforms.cifar_test(image, mean, encoded=encoded)
     if mode == "center":
-      return transforms.imagenet_center(image, mean, encoded=encoded)
+      return transforms.single_view(image, mean, source.family,
+                                    encoded=encoded)
     if mode == "10crop":
       return transforms.imagenet_ten_crop(image, mean, encoded=encoded)
     return transforms.multiscale_views(image, mean, encoded=encoded,

@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from tf_resnet import families
 from tf_resnet.data import sources
 from tf_resnet.data import transforms
 
@@ -83,12 +84,11 @@ class Statistics:
 
 
 def _view_fn(source: sources.Source):
-  if source.family == "imagenet":
-    return lambda x: transforms.imagenet_center(
-        x, tf.zeros([transforms.IMAGENET_CROP] * 2 + [3]),
-        encoded=source.encoded)
-  return lambda x: tf.cast(transforms.to_cifar_size(x, source.encoded),
-                           tf.float32)
+  """The family's single test view without a mean: what the mean is of."""
+  size = families.get(source.family).input_size
+  zeros = tf.zeros([size, size, 3])
+  return lambda x: transforms.single_view(x, zeros, source.family,
+                                          encoded=source.encoded)
 
 
 def _views(source: sources.Source, max_images: int) -> tf.data.Dataset:

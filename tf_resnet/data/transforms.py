@@ -463,6 +463,17 @@ def imagenet_center(image: tf.Tensor, mean_image: tf.Tensor, *, encoded: bool,
   return tf.ensure_shape(subtract_mean(view, mean_image), [crop, crop, 3])
 
 
+def single_view(image: tf.Tensor, mean_image: tf.Tensor, family: str, *,
+                encoded: bool) -> tf.Tensor:
+  """A family's one-view test input (`families.Family.single_view`), mean subtracted.
+
+  ImageNet: the centre crop (`imagenet_center`); CIFAR: the original image
+  (`cifar_test`).
+  """
+  view = _SINGLE_VIEWS[families.get(family).single_view]
+  return view(image, mean_image, encoded=encoded)
+
+
 def resize_shorter_side(image: tf.Tensor, size: int) -> tf.Tensor:
   """Resizes (bilinear, antialiased) so the shorter side is `size`; float32.
 
@@ -535,3 +546,6 @@ def multiscale_views(image: tf.Tensor, mean_image: tf.Tensor, *,
       view = tf.concat([view, tf.reverse(view, axis=[2])], axis=0)
     views.append(view)
   return tuple(views)
+
+
+_SINGLE_VIEWS = {"center_crop": imagenet_center, "original": cifar_test}

@@ -98,9 +98,10 @@ class ServingModule(tf.Module):
                        f"{num_classes} outputs")
     if not 1 <= top_k <= num_classes:
       raise ValueError(f"`top_k` must be in [1, {num_classes}], not {top_k}")
-    if family == "imagenet" and min(scales) < transforms.IMAGENET_CROP:
+    facts = families.get(family)
+    if facts.multiscale_testing and min(scales) < facts.input_size:
       raise ValueError(f"ImageNet scales must be at least "
-                       f"{transforms.IMAGENET_CROP}, not {min(scales)}")
+                       f"{facts.input_size}, not {min(scales)}")
     if precision not in PRECISIONS:
       raise ValueError(f"`precision` must be one of {tuple(PRECISIONS)}, "
                        f"not {precision!r}")
@@ -140,7 +141,7 @@ class ServingModule(tf.Module):
 
   def multiscale_scores(self, image: tf.Tensor, encoded: bool) -> tf.Tensor:
     """Scores [C] of one image: the paper's fully-convolutional multi-scale test."""
-    if self.family == "cifar":
+    if not families.get(self.family).multiscale_testing:
       return self.single_view_scores(image, encoded)
     views = transforms.multiscale_views(image, self.mean_image,
                                         encoded=encoded, scales=self.scales,
@@ -151,9 +152,8 @@ class ServingModule(tf.Module):
 
   def single_view(self, image: tf.Tensor, encoded: bool) -> tf.Tensor:
     """The single test view of one image."""
-    if self.family == "cifar":
-      return transforms.cifar_test(image, self.mean_image, encoded=encoded)
-    return transforms.imagenet_center(image, self.mean_image, encoded=encoded)
+    return transforms.single_view(image, self.mean_image, self.family,
+                                  encoded=encoded)
 
   def single_view_scores(self, image: tf.Tensor, encoded: bool) -> tf.Tensor:
     return self._probabilities(self.single_view(image, encoded)[None])[0]
@@ -266,8 +266,7 @@ def warmup_requests(module: ServingModule, model_name: str
     PredictionLogs: classify requests for the classify signatures, predict
     requests for the others.
   """
-  size = (transforms.CIFAR_SIZE if module.family == "cifar"
-          else transforms.IMAGENET_CROP)
+  size = families.get(module.family).input_size
   logs = []
   for batch in WARMUP_BATCH_SIZES:
     pixels = [_warmup_image(size, seed) for seed in range(batch)]

@@ -69,10 +69,8 @@ class ModelConfig:
       if self.depth != 19:
         raise ValueError(f"VGG has depth 19 (configuration E), not "
                          f"{self.depth}")
-    elif self.family == "imagenet":
-      resnet.imagenet_stages(self.depth)
     else:
-      resnet.cifar_blocks_per_stage(self.depth)
+      _LAYOUTS[family.layout][0](self.depth)  # Raises for a bad depth.
     if self.architecture == "resnet":
       if self.shortcut is None:
         object.__setattr__(self, "shortcut", family.default_shortcut)
@@ -90,15 +88,16 @@ class ModelConfig:
     if self.architecture != "resnet" and self.zero_init_last_bn:
       raise ValueError("`zero_init_last_bn` applies to residual networks only")
     if self.stride_on_3x3 and not (self.architecture != "vgg19"
-                                   and self.family == "imagenet"
-                                   and self.depth >= 50):
+                                   and family.bottleneck_min_depth is not None
+                                   and self.depth
+                                   >= family.bottleneck_min_depth):
       raise ValueError("`stride_on_3x3` applies to bottleneck networks "
                        "(ImageNet depth 50, 101, 152) only")
     if self.max_pool_padding not in MAX_POOL_PADDINGS:
       raise ValueError(f"`max_pool_padding` must be one of "
                        f"{MAX_POOL_PADDINGS}, not {self.max_pool_padding!r}")
     if (self.max_pool_padding != "ceil"
-        and (self.family != "imagenet" or self.architecture == "vgg19")):
+        and (not family.stem_max_pool or self.architecture == "vgg19")):
       raise ValueError("`max_pool_padding` applies to the ImageNet ResNet and "
                        "plain stems only (CIFAR networks have no max pool; "
                        "VGG's 2x2 pools need none)")
@@ -127,9 +126,23 @@ def build_model(config: ModelConfig) -> Network:
                  zero_init_last_bn=config.zero_init_last_bn,
                  sync_batch_norm=config.sync_batch_norm)
   shortcut = config.shortcut if config.architecture == "resnet" else None
-  if config.family == "imagenet":
-    return resnet.imagenet_resnet(config.depth, shortcut=shortcut,
-                                  stride_on_3x3=config.stride_on_3x3,
-                                  max_pool_padding=config.max_pool_padding,
-                                  **options)
+  build = _LAYOUTS[families.get(config.family).layout][1]
+  return build(config, shortcut, options)
+
+
+def _table1(config: ModelConfig, shortcut, options) -> resnet.ResNet:
+  return resnet.imagenet_resnet(config.depth, shortcut=shortcut,
+                                stride_on_3x3=config.stride_on_3x3,
+                                max_pool_padding=config.max_pool_padding,
+                                **options)
+
+
+def _six_n_plus_2(config: ModelConfig, shortcut, options) -> resnet.ResNet:
   return resnet.cifar_resnet(config.depth, shortcut=shortcut, **options)
+
+
+# A family's layout (`families.Family.layout`): its depth check and builder.
+_LAYOUTS = {
+    "table1": (resnet.imagenet_stages, _table1),
+    "6n+2": (resnet.cifar_blocks_per_stage, _six_n_plus_2),
+}
