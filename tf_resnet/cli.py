@@ -209,7 +209,7 @@ def start(argv: Sequence[str]) -> None:
     logging.set_verbosity(logging.WARNING)
 
 
-def fail(message: str) -> None:
-  """Ends a binary with a one-line error on stderr and exit status 1."""
+def fail(message: str, status: int = 1) -> None:
+  """Ends a binary with a one-line error on stderr and exit `status`."""
   sys.stderr.write(f"error: {message}\n")
-  sys.exit(1)
+  sys.exit(status)

@@ -22,6 +22,14 @@ Examples:
 
 Rerunning the same command resumes from the newest checkpoint in
 --model_dir that reads. SIGTERM or Ctrl-C saves a checkpoint and stops.
+
+With TF_CONFIG set (e.g. by Kubeflow's TFJob) the same command is one worker
+of a MultiWorkerMirroredStrategy cluster (docs/cluster.md). Exit status: 0
+done; 1 an error to fix (flags, data, TF_CONFIG, a non-finite loss); 143 or
+130 (128 + SIGTERM or SIGINT) stopped by that signal, on any worker, after
+every worker saved the same step; 138 another worker of the cluster failed or
+vanished. A restart policy restarts on 128 and above (TFJob's ExitCode), and
+restarting every worker resumes from the last checkpoint.
 """
 
 import os
@@ -44,6 +52,7 @@ from tf_resnet import hardware
 from tf_resnet.data import sources
 from tf_resnet.exporting import actions as export_actions
 from tf_resnet.model import zoo
+from tf_resnet.training import cluster
 from tf_resnet.training import config as config_lib
 from tf_resnet.training import initialization
 from tf_resnet.training import run_dir
@@ -107,10 +116,11 @@ _WARMUP_MAX_STEPS = flags.DEFINE_integer(
     "warmup_max_steps", 2000, "End the warm-up after this many steps "
     "regardless.")
 _STRATEGY = flags.DEFINE_enum(
-    "strategy", "default", list(strategy_lib.STRATEGIES),
+    "strategy", None, list(strategy_lib.STRATEGIES),
     "default: MirroredStrategy over all local GPUs (or the "
     "--num_cpu_devices logical CPUs), else one device. multi_worker: "
-    "MultiWorkerMirroredStrategy from TF_CONFIG.")
+    "MultiWorkerMirroredStrategy from TF_CONFIG (docs/cluster.md). Default: "
+    "multi_worker when TF_CONFIG is set, else default.")
 _NUM_CPU_DEVICES = flags.DEFINE_integer(
     "num_cpu_devices", None, "Split the CPU into this many logical devices, "
     "so multi-replica training runs without GPUs.", lower_bound=1)
@@ -188,6 +198,11 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     "augmentation, learning rates, momentum, weight decay). Every change is "
     "logged either way.")
 
+# Another worker failed or vanished: retryable (128 + SIGUSR1, the code
+# Kubeflow's training-operator reserved for user-defined retryable errors
+# before it treated every code >= 128 as retryable).
+EXIT_WORKER_LOST = 138
+
 cli.validate_network(
     lambda values: cli.family_hint(values["dataset"], values["family"],
                                    values["model"], values["depth"]),
@@ -217,7 +232,16 @@ def _fine_tuned_family() -> Optional[str]:
   return initialization.resolve(_INIT_FROM.value)[0].model.family
 
 
-def build_config(source: sources.Source) -> config_lib.TrainConfig:
+def _strategy_name(task: Optional[cluster.Task]) -> str:
+  """--strategy, or what TF_CONFIG implies: the same command line runs
+  alone and as a task of a cluster (e.g. under Kubeflow's TFJob)."""
+  if _STRATEGY.value:
+    return _STRATEGY.value
+  return "multi_worker" if task is not None else "default"
+
+
+def build_config(source: sources.Source,
+                 strategy: str) -> config_lib.TrainConfig:
   """The run the flags describe: the paper's for the data's family, and what was set."""
   stored = _stored_model()
   if _INIT_FROM.value and stored:
@@ -260,7 +284,7 @@ def build_config(source: sources.Source) -> config_lib.TrainConfig:
       eval_every_steps=_EVAL_EVERY_STEPS.value,
       eval_examples=_EVAL_EXAMPLES.value, monitor_test=_MONITOR_TEST.value,
       keep_checkpoints=_KEEP_CHECKPOINTS.value, precision=_PRECISION.value,
-      xla=_XLA.value, strategy=_STRATEGY.value,
+      xla=_XLA.value, strategy=strategy,
       num_cpu_devices=_NUM_CPU_DEVICES.value, export_dir=_EXPORT_DIR.value,
       export_best=_EXPORT_BEST.value, keep_exports=_KEEP_EXPORTS.value,
       init_from=_INIT_FROM.value, trainable=_TRAINABLE.value,
@@ -269,12 +293,22 @@ def build_config(source: sources.Source) -> config_lib.TrainConfig:
 
 def main(argv):
   cli.start(argv)
-  if _NUM_CPU_DEVICES.value:
-    # Before any TensorFlow op runs (reading the data runs some).
-    strategy_lib.split_cpu(_NUM_CPU_DEVICES.value)
+  try:
+    task = cluster.from_environment()
+  except cluster.ClusterError as e:
+    cli.fail(str(e))
+  if task is not None and task.is_evaluator:
+    # The evaluator never joins the training cluster's strategy.
+    cli.fail("TF_CONFIG's task is the cluster's evaluator, which does not "
+             "train; this binary has no evaluator mode yet")
+  strategy_name = _strategy_name(task)
+  # First, before any TensorFlow op runs (reading the data runs some): the
+  # logical CPU split, and MultiWorkerMirroredStrategy's collective ops, can
+  # only be configured before TensorFlow's context starts.
+  strategy = strategy_lib.make_strategy(strategy_name, _NUM_CPU_DEVICES.value)
   try:
     source = _DATA.parse(_MODEL, default_family=_fine_tuned_family())
-    config = build_config(source)
+    config = build_config(source, strategy_name)
     slow = hardware.slow_compute_warning(
         task_lib.compute_dtype(config.precision),
         f"--precision={config.precision}")
@@ -285,7 +319,9 @@ def main(argv):
     result = train_lib.train(
         config, source=source,
         make_actions=lambda e: export_actions.for_experiment(e, sys.stdout),
-        allow_config_change=_ALLOW_CONFIG_CHANGE.value)
+        allow_config_change=_ALLOW_CONFIG_CHANGE.value, strategy=strategy)
+  except train_lib.WorkerLost as e:
+    cli.fail(str(e), status=EXIT_WORKER_LOST)
   except (sources.DataError, train_lib.TrainingError, ValueError) as e:
     cli.fail(str(e))
   if result.interrupted_by is not None:

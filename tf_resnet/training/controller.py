@@ -252,10 +252,14 @@ class Controller:
           result.checkpoint = self.checkpointer.save(step)
           last_save = time.time()
         if stopping:
+          # Every worker saved this step and stops with it; the ones that
+          # were not signalled stop as if they had been.
           result.interrupted_by = signals.caught or signal.SIGTERM
+          why = (f"by signal {signals.caught}" if signals.caught is not None
+                 else "because another worker was stopped by a signal")
           self.progress.message(
-              f"Stopped by signal {result.interrupted_by} at step {step}; "
-              f"saved {result.checkpoint}. Run the same command to resume.")
+              f"Stopped {why} at step {step}; saved {result.checkpoint}. "
+              "Run the same command to resume.", every_worker=True)
           result.step = step
           self.writer.flush()
           return result

@@ -18,6 +18,7 @@ class Progress:
       enabled: False for workers other than the chief (they stay quiet).
     """
     self.total = total
+    self._own_stream = stream
     self.stream = stream if enabled else open(os.devnull, "w")
     self.tty = enabled and stream.isatty()
 
@@ -38,8 +39,11 @@ class Progress:
       self.stream.write(text + "\n")
     self.stream.flush()
 
-  def message(self, text: str) -> None:
+  def message(self, text: str, every_worker: bool = False) -> None:
+    """Writes a line; `every_worker`: also where progress is disabled (a
+    line each worker's own log needs, e.g. why it stopped)."""
+    stream = self._own_stream if every_worker else self.stream
     if self.tty:
-      self.stream.write("\n")
-    self.stream.write(text + "\n")
-    self.stream.flush()
+      stream.write("\n")
+    stream.write(text + "\n")
+    stream.flush()

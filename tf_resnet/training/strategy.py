@@ -96,10 +96,22 @@ def num_workers(strategy: tf.distribute.Strategy) -> int:
   return sum(len(spec.get(job, ())) for job in ("chief", "worker"))
 
 
+@functools.lru_cache(maxsize=None)
+def _replica_sum(strategy: tf.distribute.Strategy):
+  """A tf.function summing a scalar over every replica of `strategy` (run
+  eagerly, MultiWorkerMirroredStrategy warns of its overhead at each call)."""
+
+  @tf.function
+  def replica_sum(value):
+    per_replica = strategy.run(tf.identity, args=(value,))
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
+                           axis=None)
+
+  return replica_sum
+
+
 def _sum_over_replicas(strategy: tf.distribute.Strategy, value: int) -> int:
-  per_replica = strategy.run(lambda: tf.constant(int(value), tf.int64))
-  return int(strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
-                             axis=None))
+  return int(_replica_sum(strategy)(tf.constant(int(value), tf.int64)))
 
 
 def any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:

@@ -19,6 +19,7 @@ and library users call too (flax's `train_and_evaluate` in spirit):
 import dataclasses
 import json
 import os
+import re
 import sys
 from typing import Callable, Optional, Sequence, TextIO
 
@@ -40,7 +41,14 @@ from tf_resnet.training import trainer as trainer_lib
 from tf_resnet.training import writers
 
 TrainingError = errors.TrainingError
+WorkerLost = errors.WorkerLost
 RunResult = controller_lib.RunResult
+# What a collective raises when another worker is gone: its connection
+# reset (a killed process), its heartbeats missing (TensorFlow's
+# coordination service: a stopped or unreachable machine), or an operation
+# aborted or timed out because of either.
+_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError,
+                tf.errors.DeadlineExceededError, tf.errors.CancelledError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +140,8 @@ def train(config: config_lib.TrainConfig, *,
           source: Optional[sources.Source] = None,
           make_actions: Optional[ActionsFn] = None,
           allow_config_change: bool = False,
-          progress_stream: TextIO = sys.stdout) -> RunResult:
+          progress_stream: TextIO = sys.stdout,
+          strategy: Optional[tf.distribute.Strategy] = None) -> RunResult:
   """Trains (or resumes training) as `config` says.
 
   Args:
@@ -144,6 +153,10 @@ def train(config: config_lib.TrainConfig, *,
     allow_config_change: resume even if the data or schedule settings
       differ from the stored run's (each change is logged either way).
     progress_stream: where progress lines go.
+    strategy: the strategy `config.strategy` names, if the caller built it
+      already: a binary builds MultiWorkerMirroredStrategy before anything
+      else, since it configures collective ops, which TensorFlow accepts
+      only before its first op.
 
   Returns:
     How the run ended.
@@ -154,9 +167,43 @@ def train(config: config_lib.TrainConfig, *,
     sources.DataError: for missing or unusable data.
     ValueError: for a batch that does not divide among the replicas, or
       data that does not fit the network.
+    errors.WorkerLost: (a TrainingError) when another worker of a
+      multi-worker run fails or vanishes.
   """
-  strategy = strategy_lib.make_strategy(config.strategy,
-                                        config.num_cpu_devices)
+  if strategy is None:
+    strategy = strategy_lib.make_strategy(config.strategy,
+                                          config.num_cpu_devices)
+  try:
+    return _train(config, strategy, source, make_actions,
+                  allow_config_change, progress_stream)
+  except _PEER_ERRORS as e:
+    if strategy_lib.num_workers(strategy) < 2:
+      raise
+    latest = tf.train.latest_checkpoint(config.model_dir)
+    raise errors.WorkerLost(
+        f"lost another worker of the cluster ({type(e).__name__}: "
+        f"{_first_words(e.message)}); restart every worker to resume from "
+        f"the last checkpoint, {latest or 'none yet: from the start'}"
+    ) from e
+
+
+def _first_words(message: str) -> str:
+  """TensorFlow's error message in one line: without the traceback of the
+  graph node it happened at (indented lines), internal op names and the
+  generic advice it appends."""
+  lines = [line for line in message.splitlines()
+           if line and not line[0].isspace()
+           and not line.startswith(("Graph execution error:",
+                                    "Detected at node "))]
+  text = re.sub(r"\{\{[^}]*\}\}\s*", "", " ".join(lines))
+  text = text.split("The error could be from a previous operation")[0]
+  return " ".join(text.split())[:500]
+
+
+def _train(config: config_lib.TrainConfig, strategy: tf.distribute.Strategy,
+           source: Optional[sources.Source], make_actions: Optional[ActionsFn],
+           allow_config_change: bool, progress_stream: TextIO) -> RunResult:
+  """`train`'s work, under a built strategy."""
   replicas = strategy.num_replicas_in_sync
   if config.input.global_batch_size % replicas:
     raise ValueError(f"--batch_size={config.input.global_batch_size} must be "
