@@ -34,7 +34,7 @@ from tf_resnet.testing import processes
 
 _TRAIN_STEPS = 8
 _TINY = ("--dataset=digits", "--depth=8", "--batch_size=16",
-         "--steps_per_loop=2", "--eval_examples=40",
+         "--steps_per_loop=2", "--eval_examples=40", "--stats_max_images=200",
          f"--train_steps={_TRAIN_STEPS}")
 # After a peer is SIGKILLed, how long the survivor may take to fail (on
 # 127.0.0.1 its connection is reset at once; a machine that vanishes
