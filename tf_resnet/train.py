@@ -19,6 +19,9 @@ Examples:
   python -m tf_resnet.train --init_from=/runs/keras_resnet50 --depth=50 \
       --dataset=folder:/data/flowers --trainable=head --learning_rate=0.01 \
       --model_dir=/runs/flowers
+  python -m tf_resnet.train --flagfile=flags/resnet20_cifar10.flags \
+      --mode=train --model_dir=/runs/r20 &
+  python -m tf_resnet.train --mode=continuous_eval --model_dir=/runs/r20
 
 Rerunning the same command resumes from the newest checkpoint in
 --model_dir that reads. SIGTERM or Ctrl-C saves a checkpoint and stops.
@@ -49,11 +52,13 @@ from absl import logging
 from tf_resnet import cli
 from tf_resnet import families
 from tf_resnet import hardware
+from tf_resnet.data import pipeline
 from tf_resnet.data import sources
 from tf_resnet.exporting import actions as export_actions
 from tf_resnet.model import zoo
 from tf_resnet.training import cluster
 from tf_resnet.training import config as config_lib
+from tf_resnet.training import continuous_eval
 from tf_resnet.training import initialization
 from tf_resnet.training import run_dir
 from tf_resnet.training import strategy as strategy_lib
@@ -144,6 +149,29 @@ _MONITOR_TEST = flags.DEFINE_bool(
     "monitor_test", False, "With a validation split, also evaluate the test "
     "split at every evaluation, logged as `test` (learning curves like the "
     "paper's Fig. 6; never used for decisions).")
+_MODE = flags.DEFINE_enum(
+    "mode", None, list(continuous_eval.MODES),
+    "train_and_eval: train, evaluating the validation split every "
+    "--eval_every_steps and at the end. train: train only, with a "
+    "checkpoint every --eval_every_steps unless --checkpoint_every_steps "
+    "says otherwise, for an evaluator beside it (the plateau schedule waits "
+    "there for its validation error). continuous_eval: that evaluator: "
+    "evaluate every new checkpoint in --model_dir as its config.json says "
+    "(eval mode, --monitor_test, exports), keep the best checkpoint and "
+    "export, and exit after the last step's (docs/cluster.md). Default: "
+    "from TF_CONFIG "
+    "(the `evaluator` task: continuous_eval; the training tasks of a "
+    "cluster with an evaluator: train), else train_and_eval.")
+_EVAL_TIMEOUT_SECS = flags.DEFINE_float(
+    "eval_timeout_secs", 3600, "continuous_eval: fail when no new "
+    "checkpoint appears for this long (a rerun goes on where it stopped). "
+    "train with the plateau schedule: fail when the evaluator's validation "
+    "error of a checkpoint takes longer.", lower_bound=0)
+_EVAL_MODE = flags.DEFINE_enum(
+    "eval_mode", "center", list(pipeline.EVAL_MODES),
+    "The test mode of the evaluations during training (validation, and "
+    "--monitor_test): center, or on the ImageNet family 10crop or "
+    "multiscale (as tf_resnet.evaluate --eval_mode).")
 _KEEP_CHECKPOINTS = flags.DEFINE_integer(
     "keep_checkpoints", 3, "Recent checkpoints to keep.", lower_bound=1)
 _SEED = flags.DEFINE_integer("seed", 0, "Seeds the weights, the input order "
@@ -240,8 +268,8 @@ def _strategy_name(task: Optional[cluster.Task]) -> str:
   return "multi_worker" if task is not None else "default"
 
 
-def build_config(source: sources.Source,
-                 strategy: str) -> config_lib.TrainConfig:
+def build_config(source: sources.Source, strategy: str,
+                 mode: str = config_lib.MODES[0]) -> config_lib.TrainConfig:
   """The run the flags describe: the paper's for the data's family, and what was set."""
   stored = _stored_model()
   if _INIT_FROM.value and stored:
@@ -288,19 +316,34 @@ def build_config(source: sources.Source,
       num_cpu_devices=_NUM_CPU_DEVICES.value, export_dir=_EXPORT_DIR.value,
       export_best=_EXPORT_BEST.value, keep_exports=_KEEP_EXPORTS.value,
       init_from=_INIT_FROM.value, trainable=_TRAINABLE.value,
-      head_learning_rate=_HEAD_LEARNING_RATE.value)
+      head_learning_rate=_HEAD_LEARNING_RATE.value, mode=mode,
+      eval_mode=_EVAL_MODE.value)
+
+
+def _evaluate_continuously() -> None:
+  """--mode=continuous_eval: the evaluator of the run in --model_dir."""
+  if not _MODEL_DIR.value:
+    cli.fail("--mode=continuous_eval needs --model_dir: the directory of "
+             "the training run to evaluate")
+  try:
+    continuous_eval.evaluate_continuously(
+        _MODEL_DIR.value, timeout_secs=_EVAL_TIMEOUT_SECS.value,
+        make_actions=lambda e: export_actions.for_experiment(e, sys.stdout))
+  except (sources.DataError, train_lib.TrainingError, ValueError) as e:
+    cli.fail(str(e))
 
 
 def main(argv):
   cli.start(argv)
   try:
     task = cluster.from_environment()
+    mode = continuous_eval.resolve_mode(_MODE.value, task)
   except cluster.ClusterError as e:
     cli.fail(str(e))
-  if task is not None and task.is_evaluator:
-    # The evaluator never joins the training cluster's strategy.
-    cli.fail("TF_CONFIG's task is the cluster's evaluator, which does not "
-             "train; this binary has no evaluator mode yet")
+  if mode == continuous_eval.CONTINUOUS_EVAL:
+    # Outside the training cluster's all-reduce: no strategy to build.
+    _evaluate_continuously()
+    return
   strategy_name = _strategy_name(task)
   # First, before any TensorFlow op runs (reading the data runs some): the
   # logical CPU split, and MultiWorkerMirroredStrategy's collective ops, can
@@ -308,7 +351,7 @@ def main(argv):
   strategy = strategy_lib.make_strategy(strategy_name, _NUM_CPU_DEVICES.value)
   try:
     source = _DATA.parse(_MODEL, default_family=_fine_tuned_family())
-    config = build_config(source, strategy_name)
+    config = build_config(source, strategy_name, mode)
     slow = hardware.slow_compute_warning(
         task_lib.compute_dtype(config.precision),
         f"--precision={config.precision}")
@@ -319,7 +362,8 @@ def main(argv):
     result = train_lib.train(
         config, source=source,
         make_actions=lambda e: export_actions.for_experiment(e, sys.stdout),
-        allow_config_change=_ALLOW_CONFIG_CHANGE.value, strategy=strategy)
+        allow_config_change=_ALLOW_CONFIG_CHANGE.value, strategy=strategy,
+        evaluator_timeout_secs=_EVAL_TIMEOUT_SECS.value)
   except train_lib.WorkerLost as e:
     cli.fail(str(e), status=EXIT_WORKER_LOST)
   except (sources.DataError, train_lib.TrainingError, ValueError) as e:
@@ -331,6 +375,8 @@ def main(argv):
     print(f"Done at step {result.step}: top-1 error {e.top1_error:.4f}, "
           f"top-5 error {e.top5_error:.4f} on {e.examples} examples; "
           f"checkpoint {result.checkpoint}")
+  else:
+    print(f"Done at step {result.step}; checkpoint {result.checkpoint}")
 
 
 def run():

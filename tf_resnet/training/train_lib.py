@@ -21,6 +21,7 @@ import json
 import os
 import re
 import sys
+import time
 from typing import Callable, Optional, Sequence, TextIO
 
 from absl import logging
@@ -132,6 +133,40 @@ def _check_resume(config: config_lib.TrainConfig, allow_config_change: bool,
   return stored
 
 
+def wait_for_validation_error(
+    model_dir: str, step: int, *, timeout_secs: float,
+    say: Callable[[str], None] = print, poll_secs: float = 1.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep) -> float:
+  """The validation top-1 error the run's evaluator logged for the checkpoint at `step`.
+
+  Waits for it (tf_resnet.training.continuous_eval writes it). Every worker
+  reads the same line of the shared log, so they all decide alike.
+
+  Raises:
+    TrainingError: when it has not come within `timeout_secs`.
+  """
+  deadline = clock() + timeout_secs
+  said = False
+  while True:
+    for record in run_dir.evaluator_records(model_dir):
+      if record.get("kind") == "eval" and int(record["step"]) == step:
+        return float(record["top1_error"])
+    if clock() >= deadline:
+      raise TrainingError(
+          f"no validation error of the checkpoint at step {step} from an "
+          f"evaluator ({run_dir.EVALUATOR_METRICS_FILE} in {model_dir}) "
+          f"within {timeout_secs:g} s; the plateau schedule decides on it. "
+          "Start the evaluator (--mode=continuous_eval, or TF_CONFIG's "
+          "evaluator task) and run the same command again, or train with "
+          "--mode=train_and_eval")
+    if not said:
+      say(f"step {step}: waiting for the evaluator's validation error of "
+          "this step's checkpoint (the plateau schedule decides on it)")
+      said = True
+    sleep(poll_secs)
+
+
 def _validation_split(source: sources.Source) -> Optional[str]:
   return "holdout" if source.has_split("holdout") else None
 
@@ -141,7 +176,8 @@ def train(config: config_lib.TrainConfig, *,
           make_actions: Optional[ActionsFn] = None,
           allow_config_change: bool = False,
           progress_stream: TextIO = sys.stdout,
-          strategy: Optional[tf.distribute.Strategy] = None) -> RunResult:
+          strategy: Optional[tf.distribute.Strategy] = None,
+          evaluator_timeout_secs: float = 3600.0) -> RunResult:
   """Trains (or resumes training) as `config` says.
 
   Args:
@@ -157,6 +193,8 @@ def train(config: config_lib.TrainConfig, *,
       already: a binary builds MultiWorkerMirroredStrategy before anything
       else, since it configures collective ops, which TensorFlow accepts
       only before its first op.
+    evaluator_timeout_secs: in mode `train` with the plateau schedule, how
+      long to wait for the evaluator's validation error of a checkpoint.
 
   Returns:
     How the run ended.
@@ -175,7 +213,7 @@ def train(config: config_lib.TrainConfig, *,
                                           config.num_cpu_devices)
   try:
     return _train(config, strategy, source, make_actions,
-                  allow_config_change, progress_stream)
+                  allow_config_change, progress_stream, evaluator_timeout_secs)
   except _PEER_ERRORS as e:
     if strategy_lib.num_workers(strategy) < 2:
       raise
@@ -202,7 +240,8 @@ def _first_words(message: str) -> str:
 
 def _train(config: config_lib.TrainConfig, strategy: tf.distribute.Strategy,
            source: Optional[sources.Source], make_actions: Optional[ActionsFn],
-           allow_config_change: bool, progress_stream: TextIO) -> RunResult:
+           allow_config_change: bool, progress_stream: TextIO,
+           evaluator_timeout_secs: float) -> RunResult:
   """`train`'s work, under a built strategy."""
   replicas = strategy.num_replicas_in_sync
   if config.input.global_batch_size % replicas:
@@ -309,14 +348,27 @@ def _train(config: config_lib.TrainConfig, strategy: tf.distribute.Strategy,
       trainer.model, trainer.task.step, trainer.best_error, config.model_dir,
       is_chief=chief)]
   actions += list(make_actions(experiment) if make_actions else ())
+  # In mode `train` an evaluator evaluates the checkpoints: by default they
+  # come where the loop would have evaluated, and the plateau schedule
+  # takes the evaluator's validation errors of them.
+  in_loop = config.mode != "train"
+  validation_errors = None
+  if not in_loop and trainer.plateau is not None and validation is not None:
+    validation_errors = lambda step: wait_for_validation_error(
+        config.model_dir, step, timeout_secs=evaluator_timeout_secs,
+        say=progress.message)
   controller = controller_lib.Controller(
       trainer,
       cadence=controller_lib.Cadence(
           train_steps=config.train_steps,
           steps_per_loop=config.steps_per_loop,
           eval_every_steps=config.eval_every_steps,
-          checkpoint_every_steps=config.checkpoint_every_steps,
-          checkpoint_every_secs=config.checkpoint_every_secs),
+          checkpoint_every_steps=(config.checkpoint_every_steps
+                                  or (None if in_loop
+                                      else config.eval_every_steps)),
+          checkpoint_every_secs=config.checkpoint_every_secs,
+          evaluate=in_loop),
+      validation_errors=validation_errors,
       checkpointer=checkpointer,
       writer=writers.create_writer(config.model_dir, just_logging=not chief),
       progress=progress,
