@@ -1,6 +1,7 @@
 """The gRPC server object: PredictionService, ModelService, ProfilerService and health over a ModelManager."""
 
 import concurrent.futures
+import logging
 from typing import Optional, Sequence
 
 import grpc
@@ -14,7 +15,7 @@ from tf_resnet.serving import interceptors
 from tf_resnet.serving import manager as manager_lib
 from tf_resnet.serving import metrics
 from tf_resnet.serving import options
-from tf_resnet.serving import profiler
+from tf_resnet.serving import profiler as profiler_lib
 from tf_resnet.serving import services
 
 
@@ -46,7 +47,8 @@ class Server:
                health: bool = True,
                rest_options: Optional[http_server.RestOptions] = None,
                max_concurrent_rpcs: Optional[int] = None,
-               wait_for_models: bool = False):
+               wait_for_models: bool = False,
+               profiler: bool = True):
     """Loads the models and starts serving.
 
     Args:
@@ -81,6 +83,8 @@ class Server:
         version serves, retrying failed loads meanwhile, as
         tensorflow_model_server does (`ModelManager.wait_for_initial_models`);
         False: serve at once, whatever loaded on the first attempt.
+      profiler: serve TensorFlow's ProfilerService on the gRPC port, as TF
+        Serving's --enable_profiler (`profiler.py`).
 
     Raises:
       RuntimeError: if a port cannot be bound.
@@ -105,7 +109,10 @@ class Server:
         options=options, interceptors=[interceptors.RequestInterceptor()],
         maximum_concurrent_rpcs=max_concurrent_rpcs or workers)
     services.add_to_server(self._grpc, self.models, log_requests)
-    profiler.add_to_server(self._grpc)  # As TF Serving's server.cc.
+    if profiler:  # As TF Serving's server.cc.
+      profiler_lib.add_to_server(self._grpc)
+      logging.getLogger("tf_resnet.serving").info(
+          "Profiler service is enabled")
     self.health = None
     if health:
       self.health = health_lib.HealthServicer()

@@ -181,34 +181,43 @@ def _character_classes():
           or (a == 2 and b not in digits)
           or (b == 3 and a not in digits)              # `e` after a digit,
           or (a == 3 and b not in digits + (4, 5)))    # then a digit or sign
-  leading_zero = np.zeros(11 * 121, bool)  # `01`, `-00`: no leading zeros.
-  for a in separators + (5,):
-    for b in digits:
+  # No leading zeros in an integer part: `01` (three characters from a
+  # separator), `-01` (four: a `-` after `e` begins an exponent, which may
+  # have them, as `1e-05`).
+  leading_zero = np.zeros(11 * 121, bool)
+  signed_leading_zero = np.zeros(121 * 121, bool)
+  for b in digits:
+    for a in separators:
       leading_zero[pair(a, 0) * 11 + b] = True
-  return table, bad, leading_zero
+      signed_leading_zero[pair(a, 5) * 121 + pair(0, b)] = True
+  return table, bad, leading_zero, signed_leading_zero
 
 
-_CLASSES, _BAD_PAIRS, _BAD_TRIPLES = _character_classes()
+_CLASSES, _BAD_PAIRS, _BAD_TRIPLES, _BAD_QUADS = _character_classes()
 
 
 def _numbers_are_json(source: str) -> bool:
   """Whether every number in a numeric array's text follows JSON's grammar.
 
-  Checked on character pairs and triples with numpy, a chunk at a time, so
-  the cost is a few passes over the text, not a Python object per number.
+  Checked on character pairs, triples and quadruples with numpy, a chunk at
+  a time, so the cost is a few passes over the text, not a Python object per
+  number.
   A second `.` or `e` in one number passes here but not numpy's conversion
   (`NumericArray.to_numpy`), which then leaves it to the general path.
   """
   data = source.encode("ascii")
-  for start in range(0, max(len(data) - 2, 1), _CHUNK):
+  for start in range(0, max(len(data) - 3, 1), _CHUNK):
     chunk = np.frombuffer(data, np.uint8, offset=start,
-                          count=min(_CHUNK + 2, len(data) - start))
+                          count=min(_CHUNK + 3, len(data) - start))
     codes = _CLASSES[chunk]
     pairs = codes[:-1] * np.uint8(11) + codes[1:]
     if _BAD_PAIRS[pairs].any():
       return False
     if len(codes) > 2 and _BAD_TRIPLES[
         pairs[:-1].astype(np.uint16) * 11 + codes[2:]].any():
+      return False
+    if len(codes) > 3 and _BAD_QUADS[
+        pairs[:-2].astype(np.uint16) * 121 + pairs[2:]].any():
       return False
   return True
 

@@ -136,6 +136,15 @@ class ParseTest(tf.test.TestCase):
     doc = json_parser.parse(big, max_values=100)
     self.assertEqual(doc.root["instances"].shape, [10, 10000])
 
+  def test_exponents_may_have_leading_zeros_integers_not(self):
+    # json.dumps writes 1e-05 and -2.5e-07; JSON's grammar allows them.
+    doc = json_parser.parse(b'{"a": [1e-05, -2.5e-07, 3E+01, -0.5, 0]}')
+    self.assertIsInstance(doc.root["a"], json_parser.NumericArray)
+    self.assertAllEqual(doc.root["a"].to_numpy(np.float64),
+                        [1e-05, -2.5e-07, 30, -0.5, 0])
+    for body in (b'{"a": [1, 01]}', b'{"a": [1, -01]}', b'{"a": [-00]}'):
+      self.assertEqual(_ours(body), _oracle(body))
+
   def test_large_arrays_convert_a_chunk_at_a_time(self):
     # Several of the scanner's 1 MiB chunks, cut after commas.
     rng = np.random.default_rng(0)

@@ -122,6 +122,18 @@ class ServingPortTest(tf.test.TestCase):
     self.assertNotEmpty(traces)
     self.assertGreater(os.path.getsize(traces[0]), 1000)
 
+  def test_off_as_enable_profiler_false(self):
+    server = grpc_server.Server(model_config.single_model_config(
+        "m", os.path.dirname(exports.tiny_export())), port=0, poll_seconds=0,
+                                log_requests=False, profiler=False)
+    self.addCleanup(server.stop, 1)
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    self.addCleanup(channel.close)
+    with self.assertRaises(grpc.RpcError) as caught:
+      channel.unary_unary("/tensorflow.ProfilerService/Profile")(
+          b"", timeout=10)
+    self.assertEqual(caught.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+
 
 if __name__ == "__main__":
   tf.test.main()

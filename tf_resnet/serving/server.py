@@ -204,6 +204,12 @@ _SESSION_PARALLELISM = flags.DEFINE_integer(
 _ALLOW_UNAVAILABLE_LABELS = flags.DEFINE_bool(
     "allow_version_labels_for_unavailable_models", False,
     "Allow labels that name versions not yet available (e.g. at start).")
+_ENABLE_PROFILER = flags.DEFINE_bool(
+    "enable_profiler", True,
+    "Serve TensorFlow's tensorflow.ProfilerService on the gRPC port, as "
+    "TF Serving does (TensorBoard's \"Capture profile\" at this address); "
+    "TensorFlow's profiler server itself starts on the first call, on a "
+    "free port of its own.")
 _ENABLE_HEALTH = flags.DEFINE_bool(
     "enable_grpc_healthcheck_service", True,
     "Serve grpc.health.v1.Health for \"\", ModelService, PredictionService "
@@ -233,8 +239,6 @@ _NO_EFFECT = {
         "signatures are checked by their inputs and outputs, not method name",
     "xla_cpu_compilation_enabled": "XLA is left as TensorFlow configures it",
     "xla_gpu_compilation_enabled": "this server runs on the CPU",
-    "enable_profiler": "TensorFlow's profiler service is C++ only and cannot "
-                       "be registered on a Python gRPC server",
     "thread_pool_factory_config_file": "inter-op threads are TensorFlow's own",
     "mixed_precision": "models run in the precision they were exported in",
     "skip_initialize_tpu": "there is no TPU",
@@ -259,7 +263,6 @@ flags.DEFINE_bool("enable_signature_method_name_check", False,
                   "No effect here.")
 flags.DEFINE_bool("xla_cpu_compilation_enabled", False, "No effect here.")
 flags.DEFINE_bool("xla_gpu_compilation_enabled", False, "No effect here.")
-flags.DEFINE_bool("enable_profiler", True, "No effect here.")
 flags.DEFINE_string("thread_pool_factory_config_file", "", "No effect here.")
 flags.DEFINE_string("mixed_precision", "", "No effect here.")
 flags.DEFINE_bool("skip_initialize_tpu", False, "No effect here.")
@@ -424,7 +427,8 @@ def main(argv):
         channel_arguments=channel_arguments,
         config_file=_MODEL_CONFIG_FILE.value,
         config_file_poll_seconds=_MODEL_CONFIG_FILE_POLL.value,
-        health=_ENABLE_HEALTH.value, rest_options=rest, wait_for_models=True)
+        health=_ENABLE_HEALTH.value, rest_options=rest, wait_for_models=True,
+        profiler=_ENABLE_PROFILER.value)
   except manager_lib.ServingError as e:
     # tensorflow_model_server's words and exit status (main.cc returns -1).
     print(f"Failed to start server. Error: {e.code.name}: {e.message}",
