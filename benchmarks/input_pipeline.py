@@ -62,6 +62,8 @@ _SECONDS = flags.DEFINE_float("seconds", 4.0,
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved rounds.")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed training steps per network "
                               "(0: no training step).")
+_BATCH = flags.DEFINE_integer("batch_size", 32, "Images per batch of the "
+                              "ImageNet pipelines.")
 _GPU_RATE = flags.DEFINE_float("gpu_images_per_sec", 2500.0,
                                "An accelerator's training rate, to express "
                                "the pipeline in cores per accelerator.")
@@ -104,7 +106,7 @@ def _decode_only(source: sources.Source) -> tf.data.Dataset:
   ds = ds.map(lambda i: tf.shape(tf.io.decode_jpeg(
       source.load("train", i)[0], channels=3))[0],
               num_parallel_calls=tf.data.AUTOTUNE)
-  return ds.batch(32).prefetch(tf.data.AUTOTUNE)
+  return ds.batch(_BATCH.value).prefetch(tf.data.AUTOTUNE)
 
 
 class _Timed:
@@ -167,13 +169,15 @@ def main(argv):
                                             _NUM_JPEGS.value)
   imagenet = sources.folder_source(jpeg_dir, family="imagenet")
   statistics = stats_lib.compute(imagenet, max_images=64)
-  config = pipeline.InputConfig(global_batch_size=32)
-  test_config = pipeline.InputConfig(global_batch_size=32, test_flip=False)
+  config = pipeline.InputConfig(global_batch_size=_BATCH.value)
+  test_config = pipeline.InputConfig(global_batch_size=_BATCH.value,
+                                     test_flip=False)
 
   def evaluation(mode, per_example):
     def make():
       ds = pipeline.eval_dataset(imagenet, statistics, test_config,
-                                 split="train", mode=mode, batch_size=32)
+                                 split="train", mode=mode,
+                                 batch_size=_BATCH.value)
       return ds.repeat(), per_example
     return make
 

@@ -1,0 +1,43 @@
+"""The input pipeline benchmark's record: the keys it promises, and figures that agree."""
+
+import json
+import os
+import subprocess
+import sys
+
+from absl.testing import absltest
+
+_BINARY = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                       "input_pipeline.py")
+
+
+class InputPipelineBenchmarkTest(absltest.TestCase):
+
+  def test_json_record(self):
+    run = subprocess.run(
+        # Its own generated 500x375 JPEGs, a few.
+        [sys.executable, _BINARY, "--num_jpegs=4", "--batch_size=2",
+         "--format=json",
+         "--seconds=0.2", "--rounds=1", "--steps=0",
+         "--gpu_images_per_sec=1000"],
+        capture_output=True, text=True, timeout=600, check=False)
+    self.assertEqual(run.returncode, 0, run.stderr[-3000:])
+    lines = [l for l in run.stdout.splitlines() if l.startswith("{")]
+    self.assertLen(lines, 1)  # One JSON object, nothing else on stdout.
+    record = json.loads(lines[0])
+    decode = record["decode_only_images_per_sec_per_core"]
+    self.assertGreater(decode, 0)
+    for name in ("imagenet_train", "imagenet_center", "imagenet_10crop",
+                 "imagenet_multiscale"):
+      rate = record[f"{name}_images_per_sec_per_core"]
+      self.assertGreater(rate, 0)
+      self.assertAlmostEqual(record[f"{name}_over_decode_only"],
+                             rate / decode, delta=0.002)
+      self.assertAlmostEqual(record[f"{name}_cores_per_gpu"], 1000 / rate,
+                             delta=0.01 + 1000 / rate * 0.001)
+    self.assertEqual(record["cores"], os.cpu_count())
+    self.assertNotIn("imagenet_resnet_step_images_per_sec", record)
+
+
+if __name__ == "__main__":
+  absltest.main()
