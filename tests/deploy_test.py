@@ -33,6 +33,8 @@ from tf_resnet.serving import metrics
 from tf_resnet.testing import exports
 from tf_resnet.testing import processes
 from tf_resnet.training import cluster
+from tf_resnet.training import continuous_eval
+from tf_resnet.training import run_dir
 
 # The source tree (under Bazel, resolving the runfiles symlink leads there).
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -733,6 +735,69 @@ class ServerDeploymentRunTest(absltest.TestCase):
           server.wait(timeout=pod_spec["terminationGracePeriodSeconds"]), 0)
     finally:
       processes.stop(server)
+
+
+class OperatorTFConfigRunTest(absltest.TestCase):
+  """The TFJob's pods as local processes, with the operator's TF_CONFIG."""
+
+  def test_the_tfjobs_tf_config_starts_the_cluster_and_it_finishes(self):
+    # The TF_CONFIG the operator would give each pod, its hosts moved to
+    # free ports on 127.0.0.1 (nothing else changed), and the TFJob's
+    # command line with the ImageNet flagfile and data replaced by a tiny
+    # run on the embedded digits; the paths under the pod's volumes go to a
+    # temporary directory.
+    tfjob = _tfjob()
+    configs = {key: json.loads(text)
+               for key, text in operator_tf_configs(tfjob).items()}
+    (cluster_spec,) = {json.dumps(c["cluster"], sort_keys=True)
+                       for c in configs.values()}
+    endpoints = [a for addresses in json.loads(cluster_spec).values()
+                 for a in addresses]
+    local = dict(zip(endpoints, (f"127.0.0.1:{p}" for p in
+                                 processes.free_ports(len(endpoints)))))
+    root = pathlib.Path(tempfile.mkdtemp())
+    self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+    (argv,) = {tuple(c["command"] + c.get("args", []))
+               for spec in tfjob["spec"]["tfReplicaSpecs"].values()
+               for c in spec["template"]["spec"]["containers"]
+               if c["name"] == _TFJOB_CONTAINER}
+    self.assertEqual(argv[:3], ("python", "-m", "tf_resnet.train"))
+    args = []
+    for arg in argv[3:]:
+      name, _, value = arg[2:].partition("=")
+      if name in ("flagfile", "data_dir"):
+        continue
+      args.append(f"--{name}={root}{value}" if value.startswith("/")
+                  else arg)
+    args += ["--dataset=digits", "--depth=8", "--batch_size=16",
+             "--train_steps=4", "--stats_max_images=200",
+             "--eval_examples=64"]
+    workers = {}
+    for key, config in sorted(configs.items()):
+      config["cluster"] = {job: [local[a] for a in addresses]
+                           for job, addresses in config["cluster"].items()}
+      log = root / f"{key[0]}-{key[1]}.log"
+      with open(log, "w") as output:
+        workers[key] = (processes.start(
+            "tf_resnet.train", *args, stdout=output,
+            stderr=subprocess.STDOUT,
+            env=processes.env(TF_CONFIG=json.dumps(config))), log)
+    try:
+      for key, (worker, log) in workers.items():
+        status = worker.wait(timeout=processes.TIMEOUT_SECS)
+        self.assertEqual(status, 0, f"{key}: " + log.read_text()[-3000:])
+    finally:
+      for worker, _ in workers.values():
+        processes.stop(worker)
+    model_dir = str(root / _flag(list(argv), "model_dir").lstrip("/"))
+    newest = run_dir.checkpoints(model_dir)[0]
+    self.assertEqual(run_dir.checkpoint_number(newest), 4)
+    # The evaluator evaluated the final step's checkpoint, and the export
+    # the serving Deployments read is there.
+    self.assertIn(4, {r["step"] for r in run_dir.evaluator_records(model_dir)
+                      if r["kind"] == continuous_eval.EVALUATED_RECORD})
+    export_base = root / _flag(list(argv), "export_dir").lstrip("/")
+    self.assertNotEmpty(list(export_base.glob("*/saved_model.pb")))
 
 
 if __name__ == "__main__":
