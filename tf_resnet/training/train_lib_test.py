@@ -247,5 +247,33 @@ class LoopTest(tf.test.TestCase):
     self.assertFalse(os.path.exists(os.path.join(model_dir, "ckpt-10.index")))
 
 
+class WorkerLostMessageTest(tf.test.TestCase):
+
+  def test_tensorflow_graph_error_becomes_its_own_words_in_one_line(self):
+    # The message of the UnavailableError a train_steps call raised when the
+    # other worker stopped (as TensorFlow 2.21 formats a graph op's error).
+    message = (
+        "Graph execution error:\n\n"
+        "Detected at node CollectiveReduceV2 defined at (most recent call "
+        "last):\n"
+        '  File "<frozen runpy>", line 198, in _run_module_as_main\n\n'
+        '  File "/src/tf_resnet/train.py", line 342, in <module>\n'
+        "    run()\n\n"
+        "{{function_node __wrapped__CollectiveReduceV2_Nordering_token_1_"
+        "device_/job:worker/replica:0/task:0/device:CPU:0}} Collective ops "
+        "is aborted by: Error reported from /job:worker/task:1: The "
+        "following tasks are unhealthy (stopped sending heartbeats):\n"
+        "/job:worker/replica:0/task:1\n"
+        "The tasks have crashed.\n"
+        "The error could be from a previous operation. Restart your program "
+        "to reset.\n"
+        "\t [[{{node CollectiveReduceV2}}]] [Op:__inference_train_steps_1]")
+    self.assertEqual(
+        train_lib._first_words(message),  # pylint: disable=protected-access
+        "Collective ops is aborted by: Error reported from /job:worker/"
+        "task:1: The following tasks are unhealthy (stopped sending "
+        "heartbeats): /job:worker/replica:0/task:1 The tasks have crashed.")
+
+
 if __name__ == "__main__":
   tf.test.main()
