@@ -1,104 +1,43 @@
-"""Which model versions are served: TF Serving's AspiredVersionsManager, in Python.
+"""Which models are served: TF Serving's ServerCore, in Python.
 
-A `ModelManager` holds one `ServedModel` per configured model. Each watches
-its base path (`base_path/<integer>/saved_model.pb`, the integer parsed as TF
-Serving parses it, so `00000123` is version 123 and loads from
-`base_path/00000123`) and serves what its version policy (latest N, all,
-specific) aspires to, with TF Serving's availability-preserving policy:
-
-* a newly aspired version is loaded and warmed up (the recorded requests of
-  `assets.extra/tf_serving_warmup_requests`) before it takes traffic, and the
-  versions no longer aspired are unloaded only once an aspired one serves, so
-  no request fails during a swap;
-* when the newest version's directory disappears, the previous one is
-  aspired again and loads again (rollback);
-* a failed load is retried `max_num_load_retries` times,
-  `load_retry_interval_seconds` apart; a version whose files were incomplete
-  is served once they are complete. After the last retry it is END with its
-  error until it leaves the aspired set and comes back;
-* an unloading version first stops taking new requests, then lets those in
-  flight finish (bounded by `unload_drain_seconds`); requests still queued
-  for batching after that fail with UNAVAILABLE. No request waits forever.
-
-Loading one version is `servable.py`'s; reading and validating the config
-is `model_config.py`'s. Loads, unloads, polls and config reloads are
-serialized by one lock, so no version is loaded twice. Status and error wording follow TensorFlow Serving
-(server_core.cc, aspired_versions_manager.cc, loader_harness.cc).
-
-(Over 350 lines, deliberately: the aspired-versions lifecycle is one state
-machine under one lock, ServedModel's per-version transitions and
-ModelManager's polls and reloads driving them; split, its invariants would
-be read apart.)
+A `ModelManager` holds one `ServedModel` per configured model
+(`served_model.py`: one model's versions loaded, retried, warmed up and
+unloaded; `versions.py`: which versions exist and which the policy wants).
+The manager owns the model list and when it changes: config reloads
+(HandleReloadConfigRequest, --model_config_file_poll_wait_seconds), the
+polls of the base paths and the retries falling due, and the wait for the
+initial models before the ports open (ServerCore::Create). Reading and
+validating the config is `model_config.py`'s. Reloads and polls are
+serialized by one lock. Status and error wording follow TensorFlow Serving
+(server_core.cc).
 """
 
 import dataclasses
 import logging
-import os
-import re
 import threading
 import time
-from typing import Optional, Sequence
+from typing import Optional
 
 from google.protobuf import text_format
 import grpc
 import tensorflow as tf
-from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from tf_resnet.serving import batching as batching_lib
 from tf_resnet.serving import errors
-from tf_resnet.serving import metrics
 from tf_resnet.serving import model_config
 from tf_resnet.serving import options
-from tf_resnet.serving import servable as servable_lib
+from tf_resnet.serving import served_model
+from tf_resnet.serving import versions
 
-State = get_model_status_pb2.ModelVersionStatus.State
-ServingError = errors.ServingError  # Kept here for callers of this module.
+# Kept here for callers of this module.
+ServingError = errors.ServingError
+State = served_model.State
+LifecycleOptions = served_model.LifecycleOptions
+VersionStatus = served_model.VersionStatus
+ServedModel = served_model.ServedModel
+version_directories = versions.version_directories
 _LOG = logging.getLogger("tf_resnet.serving")
-_INVALID = grpc.StatusCode.INVALID_ARGUMENT
-_VERSION_DIR = re.compile(r"\d+")  # TF Serving: SimpleAtoi, and >= 0.
-_SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
-
-
-@dataclasses.dataclass(frozen=True)
-class LifecycleOptions:
-  """How versions are found, loaded, retried, warmed up and unloaded.
-
-  The defaults are tensorflow_model_server's.
-
-  Attributes:
-    poll_seconds: seconds between looks at the base paths (0: once, at
-      start; --file_system_poll_wait_seconds).
-    max_num_load_retries: retries after a failed load (0: one attempt).
-    load_retry_interval_seconds: between retries (TF Serving: 60 s).
-    enable_model_warmup: replay assets.extra/tf_serving_warmup_requests.
-    num_request_iterations_for_warmup: runs of each warm-up request (0:
-      unset, once, as TF Serving's flag).
-    saved_model_tags: the MetaGraph to load.
-    allow_version_labels_for_unavailable_models: labels may name versions
-      that are not yet available.
-    unload_drain_seconds: how long an unloading version lets its in-flight
-      requests finish.
-    session_config: a tf.compat.v1.ConfigProto for MetaGraphs run in a
-      Session (thread pools), or None.
-  """
-
-  poll_seconds: float = 1.0
-  max_num_load_retries: int = 5
-  load_retry_interval_seconds: float = 60.0
-  enable_model_warmup: bool = True
-  num_request_iterations_for_warmup: int = 0
-  saved_model_tags: tuple[str, ...] = ("serve",)
-  allow_version_labels_for_unavailable_models: bool = False
-  unload_drain_seconds: float = 30.0
-  session_config: Optional[object] = None
-
-
-@dataclasses.dataclass
-class VersionStatus:
-  state: int
-  error_code: int = 0
-  error_message: str = ""
 
 
 def _code_name(value: int) -> str:
@@ -106,192 +45,6 @@ def _code_name(value: int) -> str:
   return next((code.name for code in grpc.StatusCode if code.value[0] == value),
               str(value))
 
-
-def _policy_versions(policy: model_server_config_pb2.ModelConfig,
-                     available: Sequence[int]) -> list[int]:
-  which = policy.model_version_policy.WhichOneof("policy_choice")
-  if which == "all":
-    return list(available)
-  if which == "specific":
-    wanted = set(policy.model_version_policy.specific.versions)
-    return [v for v in available if v in wanted]
-  count = (policy.model_version_policy.latest.num_versions
-           if which == "latest" else 0) or 1
-  return list(available)[-count:]
-
-
-def version_directories(base_path: str) -> dict[int, str]:
-  """Version number -> directory of the SavedModels under `base_path`.
-
-  Names are parsed as TF Serving parses them (`00000123` is 123); other
-  names (an exporter's temporary directory) are ignored, and so is a
-  directory without saved_model.pb(txt) yet. Of two names for one number
-  the first in sorted order wins.
-  """
-  if not os.path.isdir(base_path):
-    return {}
-  found = {}
-  for name in sorted(os.listdir(base_path)):
-    path = os.path.join(base_path, name)
-    if not _VERSION_DIR.fullmatch(name) or not any(
-        os.path.isfile(os.path.join(path, f)) for f in _SAVED_MODEL_FILES):
-      continue
-    found.setdefault(int(name), path)
-  return found
-
-
-class ServedModel:
-  """One model name: its versions on disk, loaded, and their states."""
-
-  def __init__(self, config: model_server_config_pb2.ModelConfig,
-               batching: Optional[options.BatchingParameters] = None,
-               lifecycle: Optional[LifecycleOptions] = None,
-               scheduler: Optional[batching_lib.Scheduler] = None):
-    self.config = config
-    self.batching = batching
-    self.lifecycle = lifecycle or LifecycleOptions()
-    self._scheduler = scheduler
-    self.name = config.name
-    self._servables: dict[int, servable_lib.Servable] = {}
-    self.status: dict[int, VersionStatus] = {}
-    self._failures: dict[int, int] = {}  # Failed attempts, while aspired.
-    self._retry_at: dict[int, float] = {}
-    self._lock = threading.Lock()  # Guards _servables for readers.
-    self._update_lock = threading.RLock()
-
-  def versions_on_disk(self) -> list[int]:
-    return sorted(version_directories(self.config.base_path))
-
-  def next_retry(self) -> Optional[float]:
-    """When (time.monotonic) a failed load is next due, if one is."""
-    return min(self._retry_at.values(), default=None)
-
-  def update(self) -> None:
-    """Loads what the policy aspires to, then unloads what it no longer does."""
-    with self._update_lock:
-      directories = version_directories(self.config.base_path)
-      aspired = _policy_versions(self.config, sorted(directories))
-      for version in list(self._failures):
-        if version not in aspired:  # Gone: a new copy gets fresh retries.
-          self._failures.pop(version)
-          self._retry_at.pop(version, None)
-      now = time.monotonic()
-      for version in sorted(aspired, reverse=True):  # Newest first.
-        if version in self._servables:
-          continue
-        failures = self._failures.get(version, 0)
-        if failures > self.lifecycle.max_num_load_retries:
-          continue  # Gave up; END with its error.
-        if failures and now < self._retry_at.get(version, 0.0):
-          continue
-        self._load(version, directories[version])
-      with self._lock:
-        serving_aspired = [v for v in aspired if v in self._servables]
-        unaspired = [v for v in self._servables if v not in aspired]
-      # Availability preserving: never unload the last serving version
-      # before an aspired one serves.
-      if serving_aspired:
-        for version in sorted(unaspired):
-          self._unload(version)
-
-  def _load(self, version: int, path: str) -> None:
-    if version not in self._failures:
-      self.status[version] = VersionStatus(State.START)
-    self.status[version] = VersionStatus(State.LOADING)
-    try:
-      servable = servable_lib.Servable(
-          self.name, version, path, self.batching, scheduler=self._scheduler,
-          tags=self.lifecycle.saved_model_tags,
-          session_config=self.lifecycle.session_config)
-      if self.lifecycle.enable_model_warmup:
-        servable.warm_up(self.lifecycle.num_request_iterations_for_warmup)
-    except Exception as e:  # pylint: disable=broad-except
-      metrics.model_loaded(self.name, ok=False)
-      self._load_failed(version, e)
-      return
-    with self._lock:
-      self._servables[version] = servable
-    self._failures.pop(version, None)
-    self._retry_at.pop(version, None)
-    self.status[version] = VersionStatus(State.AVAILABLE)
-    metrics.model_loaded(self.name, ok=True)
-    _LOG.info("model %s version %d is available (%s loader)", self.name,
-              version, servable.loader)
-
-  def _load_failed(self, version: int, e: Exception) -> None:
-    failures = self._failures.get(version, 0) + 1
-    self._failures[version] = failures
-    message = (f"Failed to load version {version} of model {self.name}: "
-               f"{type(e).__name__}: {e}")
-    retries = self.lifecycle.max_num_load_retries
-    if failures <= retries:
-      interval = max(0.0, self.lifecycle.load_retry_interval_seconds)
-      self._retry_at[version] = time.monotonic() + interval
-      _LOG.warning("%s; retry %d of %d in %.1f s", message, failures, retries,
-                   interval)
-      # As TF Serving's LoaderHarness: LOADING until the retries run out.
-      self.status[version] = VersionStatus(State.LOADING)
-      return
-    self._retry_at.pop(version, None)
-    _LOG.error("%s (after %d retries)", message, retries)
-    self.status[version] = VersionStatus(
-        State.END, grpc.StatusCode.UNKNOWN.value[0], message)
-
-  def _unload(self, version: int) -> None:
-    self.status[version] = VersionStatus(State.UNLOADING)
-    with self._lock:
-      servable = self._servables.pop(version, None)
-    if servable is not None:
-      if not servable.close(self.lifecycle.unload_drain_seconds):
-        _LOG.warning("model %s version %d unloaded with requests still "
-                     "running after %.0f s", self.name, version,
-                     self.lifecycle.unload_drain_seconds)
-    self.status[version] = VersionStatus(State.END)
-    metrics.model_unloaded(self.name)
-    _LOG.info("model %s version %d unloaded", self.name, version)
-
-  def unload_all(self) -> None:
-    """Unloads every version (the model left the config)."""
-    with self._update_lock:
-      for version in sorted(self._servables):
-        self._unload(version)
-      self._retry_at.clear()
-
-  def available_versions(self) -> list[int]:
-    with self._lock:
-      return sorted(self._servables)
-
-  def latest_status(self) -> Optional[tuple[int, VersionStatus]]:
-    """The newest version this model has tried to load, and its state
-    (ServableRequest::Latest as the ServableStateMonitor sees it); None
-    before any version was found."""
-    with self._update_lock:
-      if not self.status:
-        return None
-      version = max(self.status)
-      return version, self.status[version]
-
-  def resolve(self, version: Optional[int] = None,
-              label: Optional[str] = None) -> servable_lib.Servable:
-    """The servable a ModelSpec asks for, or TF Serving's error."""
-    if label:
-      labels = dict(self.config.version_labels)
-      if label not in labels:
-        raise ServingError(_INVALID,
-                           f"Unrecognized servable version label: {label}")
-      version = labels[label]
-    with self._lock:
-      if version is None:
-        if self._servables:
-          return self._servables[max(self._servables)]
-        raise ServingError(grpc.StatusCode.NOT_FOUND,
-                           f"Servable not found for request: "
-                           f"Latest({self.name})")
-      if version in self._servables:
-        return self._servables[version]
-    raise ServingError(grpc.StatusCode.NOT_FOUND,
-                       f"Servable not found for request: "
-                       f"Specific({self.name}, {version})")
 
 
 class ModelManager:
