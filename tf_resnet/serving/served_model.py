@@ -35,6 +35,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from tf_resnet.serving import batching as batching_lib
 from tf_resnet.serving import errors
+from tf_resnet.serving import memory
 from tf_resnet.serving import metrics
 from tf_resnet.serving import options
 from tf_resnet.serving import servable as servable_lib
@@ -67,6 +68,8 @@ class LifecycleOptions:
       requests finish.
     session_config: a tf.compat.v1.ConfigProto for MetaGraphs run in a
       Session (thread pools), or None.
+    release_memory_after_unload: give an unloaded version's freed memory
+      back to the system (memory.py: malloc_trim), so RSS comes back.
   """
 
   poll_seconds: float = 1.0
@@ -78,6 +81,7 @@ class LifecycleOptions:
   allow_version_labels_for_unavailable_models: bool = False
   unload_drain_seconds: float = 30.0
   session_config: Optional[object] = None
+  release_memory_after_unload: bool = True
 
 
 @dataclasses.dataclass
@@ -194,6 +198,9 @@ class ServedModel:
         _LOG.warning("model %s version %d unloaded with requests still "
                      "running after %.0f s", self.name, version,
                      self.lifecycle.unload_drain_seconds)
+      del servable  # The last reference here: its memory is free now.
+      if self.lifecycle.release_memory_after_unload:
+        memory.release_freed_memory()
     self.status[version] = VersionStatus(State.END)
     metrics.model_unloaded(self.name)
     _LOG.info("model %s version %d unloaded", self.name, version)

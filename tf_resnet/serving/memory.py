@@ -1,0 +1,47 @@
+"""Gives an unloaded model's memory back to the operating system (TF Serving #1664).
+
+A SavedModel's weights and TensorFlow's kernels are freed into glibc's malloc
+arenas when a version unloads, but glibc returns freed pages to the system
+only from the top of the main heap: pages freed inside the other arenas (one
+per thread that allocated, up to 8 per core) stay in the process's RSS, so a
+server that swaps versions looks as if it leaked (TF Serving #1664: 10 ->
+8.15 GiB after an unload, never back). `malloc_trim(0)` walks every arena and
+returns the free pages in each (glibc >= 2.8). benchmarks/unload_memory.py
+measures it against the same server without it, in one run.
+"""
+
+import ctypes
+import ctypes.util
+import functools
+import gc
+import logging
+from typing import Callable, Optional
+
+_LOG = logging.getLogger("tf_resnet.serving")
+
+
+@functools.lru_cache(maxsize=None)
+def _malloc_trim() -> Optional[Callable[[int], int]]:
+  name = ctypes.util.find_library("c")
+  try:
+    trim = ctypes.CDLL(name).malloc_trim
+  except (OSError, AttributeError, TypeError):
+    return None  # Not glibc (musl, macOS): nothing to trim.
+  trim.argtypes = [ctypes.c_size_t]
+  trim.restype = ctypes.c_int
+  return trim
+
+
+def release_freed_memory() -> bool:
+  """Collects garbage, then returns free malloc pages to the system.
+
+  Returns:
+    Whether glibc released any memory (False where there is no malloc_trim).
+  """
+  gc.collect()  # A version's objects can sit in reference cycles.
+  trim = _malloc_trim()
+  if trim is None:
+    return False
+  released = bool(trim(0))
+  _LOG.debug("malloc_trim(0) released memory: %s", released)
+  return released
