@@ -225,7 +225,7 @@ def resample_window(pixels: tf.Tensor, window: SourceWindow,
   last sampling positions, bilinearly, at `crop` evenly spaced positions:
   the resize's own positions, since they are evenly spaced too. A position
   outside the image (a crop at the border of an enlarged image) reads the
-  edge pixel in the resize; the window is padded by one replicated pixel
+  edge pixel in the resize; such a window is padded by one replicated pixel
   on every side, which gives the same values.
 
   Args:
@@ -238,16 +238,27 @@ def resample_window(pixels: tf.Tensor, window: SourceWindow,
   Returns:
     float32 [crop, crop, 3].
   """
-  padded = tf.concat([pixels[:1], pixels, pixels[-1:]], axis=0)
-  padded = tf.concat([padded[:, :1], padded, padded[:, -1:]], axis=1)
-  span = tf.cast(window.size + 1, tf.float32)  # The padded size - 1.
-  first, last = (window.first + 1.0) / span, (window.last + 1.0) / span
-  if flip is not None:
-    first, last = (tf.where([False, flip], last, first),
-                   tf.where([False, flip], first, last))
-  box = tf.concat([first, last], axis=0)
-  return tf.image.crop_and_resize(padded[None], box[None], [0],
-                                  [crop, crop])[0]
+  def sample(image, offset):
+    span = tf.cast(tf.shape(image)[:2] - 1, tf.float32)
+    first, last = (window.first + offset) / span, (window.last + offset) / span
+    if flip is not None:
+      first, last = (tf.where([False, flip], last, first),
+                     tf.where([False, flip], first, last))
+    box = tf.concat([first, last], axis=0)
+    return tf.image.crop_and_resize(image[None], box[None], [0],
+                                    [crop, crop])[0]
+
+  def padded():
+    image = tf.concat([pixels[:1], pixels, pixels[-1:]], axis=0)
+    image = tf.concat([image[:, :1], image, image[:, -1:]], axis=1)
+    return sample(image, 1.0)
+
+  # Padding copies the window (a tenth of the pipeline's time): only when a
+  # position falls outside it.
+  outside = tf.logical_or(
+      tf.reduce_any(window.first < 0.0),
+      tf.reduce_any(window.last > tf.cast(window.size - 1, tf.float32)))
+  return tf.cond(outside, padded, lambda: sample(pixels, 0.0))
 
 
 def _scale_augmented_crop(image: tf.Tensor, seed: tf.Tensor,
