@@ -1,6 +1,6 @@
 """The paper's image transforms, as TF ops on single images.
 
-(About 530 lines, kept in one module: the training and test views share
+(About 560 lines, kept in one module: the training and test views share
 the windows and the mean rule below, and are checked against each other.)
 
 Training (section 3.4 for ImageNet, section 4.2 for CIFAR-10) draws every
