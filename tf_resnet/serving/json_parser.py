@@ -514,11 +514,12 @@ def _byte_offset(text: str, idx: int) -> int:
   return len(text[:idx].encode("utf-8", ENCODING_ERRORS))
 
 
-def parse(body: bytes, max_values: int = DEFAULT_MAX_VALUES) -> "Document":
+def parse(body, max_values: int = DEFAULT_MAX_VALUES) -> "Document":
   """The request's top-level JSON value, or TF Serving's parse error.
 
   Args:
-    body: the request body (UTF-8 JSON).
+    body: the request body (UTF-8 JSON), bytes or a bytearray, which is
+      emptied once decoded.
     max_values: most values built as Python objects (dense numeric arrays
       count once).
 
@@ -531,6 +532,10 @@ def parse(body: bytes, max_values: int = DEFAULT_MAX_VALUES) -> "Document":
   if not body:
     raise ServingError(_INVALID, "JSON Parse error: The document is empty")
   text = body.decode("utf-8", "surrogateescape")  # See ENCODING_ERRORS.
+  if isinstance(body, bytearray):
+    # The HTTP layer's buffer: its callers still hold it, and its bytes are
+    # not needed once decoded (32 MiB less for the rest of the request).
+    body.clear()
   del body
   parser = _Parser(max_values)
   start = _WHITESPACE.match(text).end()

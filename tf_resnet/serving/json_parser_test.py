@@ -126,6 +126,13 @@ class ParseTest(tf.test.TestCase):
       self.assertEqual(caught.exception.message, "JSON Parse error: "
                        + message)
 
+  def test_the_http_layers_buffer_is_emptied_once_decoded(self):
+    body = bytearray(b'{"a": [1, 2], "b": "x"}')
+    doc = json_parser.parse(body)
+    self.assertEqual(body, b"")
+    self.assertEqual(doc.root["b"], "x")
+    self.assertAllEqual(doc.root["a"].to_numpy(np.int64), [1, 2])
+
   def test_values_beyond_the_limit_are_refused(self):
     body = json.dumps({"instances": [[[], "x"]] * 40}).encode()
     with self.assertRaisesRegex(errors.ServingError, "more than 100 values "
