@@ -10,7 +10,9 @@ arms of one run:
 * `no trim`: the binary with memory.release_freed_memory disabled (glibc's
   defaults: what the server did before malloc_trim was added);
 * `malloc_trim`: the binary as shipped (malloc_trim(0) after an unload);
-* `MALLOC_ARENA_MAX=2, no trim`: fewer arenas instead of trimming.
+* `MALLOC_ARENA_MAX=2 no trim`: fewer arenas instead of trimming;
+* `malloc_trim oneDNN cache off` (only with --arms): whether what stays
+  after a trim is oneDNN's primitive cache.
 
   python benchmarks/unload_memory.py [--cycles=2] [--arms=malloc_trim,...]
       [--format=json]
@@ -51,7 +53,7 @@ from tf_resnet.testing import processes
 
 _CYCLES = flags.DEFINE_integer("cycles", 2, "Load/unload cycles per arm.")
 _ARMS = flags.DEFINE_list("arms", ["no trim", "malloc_trim",
-                                     "MALLOC_ARENA_MAX=2, no trim"],
+                                     "MALLOC_ARENA_MAX=2 no trim"],
                            "Which arms to run.")
 _FORMAT = flags.DEFINE_enum("format", "table", ["table", "json"], "Output.")
 
@@ -62,7 +64,10 @@ _NO_TRIM = ("from tf_resnet.serving import memory\n"
             "server.run()\n")
 ARMS = (("no trim", _NO_TRIM, {}),
         ("malloc_trim", None, {}),
-        ("MALLOC_ARENA_MAX=2, no trim", _NO_TRIM, {"MALLOC_ARENA_MAX": "2"}))
+        ("MALLOC_ARENA_MAX=2 no trim", _NO_TRIM, {"MALLOC_ARENA_MAX": "2"}),
+        # Diagnosis, not a setting to ship: is what stays oneDNN's cache?
+        ("malloc_trim oneDNN cache off", None,
+         {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "0"}))
 
 
 def _rss_mib(pid: int) -> float:
