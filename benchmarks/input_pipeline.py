@@ -165,8 +165,14 @@ def _measure(pipelines: dict, rounds: int, seconds: float) -> dict:
 
 def main(argv):
   del argv
-  jpeg_dir = _JPEG_DIR.value or _make_jpegs(tempfile.mkdtemp(),
-                                            _NUM_JPEGS.value)
+  if _JPEG_DIR.value:
+    _run(_JPEG_DIR.value)
+    return
+  with tempfile.TemporaryDirectory() as root:
+    _run(_make_jpegs(root, _NUM_JPEGS.value))
+
+
+def _run(jpeg_dir: str) -> None:
   imagenet = sources.folder_source(jpeg_dir, family="imagenet")
   statistics = stats_lib.compute(imagenet, max_images=64)
   config = pipeline.InputConfig(global_batch_size=_BATCH.value)
