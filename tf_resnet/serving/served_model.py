@@ -198,12 +198,12 @@ class ServedModel:
         _LOG.warning("model %s version %d unloaded with requests still "
                      "running after %.0f s", self.name, version,
                      self.lifecycle.unload_drain_seconds)
-      del servable  # The last reference here: its memory is free now.
-      if self.lifecycle.release_memory_after_unload:
-        memory.release_freed_memory()
     self.status[version] = VersionStatus(State.END)
     metrics.model_unloaded(self.name)
     _LOG.info("model %s version %d unloaded", self.name, version)
+    if servable is not None and self.lifecycle.release_memory_after_unload:
+      del servable  # The last reference here: its memory is free now.
+      memory.release_freed_memory()  # Housekeeping, after END is reported.
 
   def unload_all(self) -> None:
     """Unloads every version (the model left the config)."""
