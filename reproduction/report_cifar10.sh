@@ -7,7 +7,10 @@
 #
 # DEST (default docs/reproduction) is where the figures, tables and logs go:
 # one folder per budget, e.g. DEST=docs/reproduction/16k for the
-# 16,000-iteration runs.
+# 16,000-iteration runs. COMPARE_WITH (comma-separated, relative to the
+# repository) names earlier budgets' runs/ folders, e.g.
+# docs/reproduction/runs,docs/reproduction/16k/runs: results.md then has the
+# test error per budget.
 # Fig. 7's layer responses are measured from each run's latest checkpoint on
 # the test split of the data set the run was trained on.
 set -euo pipefail
@@ -54,5 +57,9 @@ for net in "${nets[@]}"; do
   fi
   run_dirs+=("$out_dir/$net")
 done
+compare=()
+if [[ -n ${COMPARE_WITH:-} ]]; then  # Earlier budgets' runs/ folders.
+  compare=(--compare_with="$COMPARE_WITH")
+fi
 (IFS=,; cd "$repo" && "$python" -m tf_resnet.plot \
-   --run_dirs="${run_dirs[*]}" --output_dir="$dest")
+   --run_dirs="${run_dirs[*]}" --output_dir="$dest" "${compare[@]}")

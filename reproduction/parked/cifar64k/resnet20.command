@@ -1,0 +1,1 @@
+/work/main/.venv/bin/python -m tf_resnet.train --flagfile=/work/main/flags/resnet20_cifar10.flags --dataset=folder:/tmp/cifar10 --holdout=5000 --monitor_test --train_steps=64000 --lr_boundaries=32000,48000 --eval_every_steps=1000 --checkpoint_every_secs=300 --precision=float32 --seed=0 --model_dir=/work/main/runs/cifar64k/resnet20
