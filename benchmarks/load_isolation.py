@@ -31,12 +31,12 @@ import tensorflow as tf
 from tensorflow_serving.apis import model_management_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
-from tensorflow_serving.config import model_server_config_pb2
 
 import machine
 from tf_resnet.exporting import serving_module
 from tf_resnet.exporting import writer
 from tf_resnet.model import resnet
+from tf_resnet.serving import model_config
 from tf_resnet.serving import protocol
 from tf_resnet.testing import exports
 from tf_resnet.testing import processes
@@ -46,15 +46,6 @@ _PHASES = flags.DEFINE_integer("phases", 2, "Quiet/churn pairs.")
 _SECONDS = flags.DEFINE_float("seconds", 30.0, "Seconds per phase (at least).")
 _CLIENTS = flags.DEFINE_integer("clients", 2, "Clients of model A.")
 _FORMAT = flags.DEFINE_enum("format", "table", ["table", "json"], "Output.")
-
-
-def _config(models: dict[str, str]
-            ) -> model_server_config_pb2.ModelServerConfig:
-  config = model_server_config_pb2.ModelServerConfig()
-  for name, base in models.items():
-    c = config.model_config_list.config.add()
-    c.name, c.base_path, c.model_platform = name, base, "tensorflow"
-  return config
 
 
 def _export_resnet50(base: str) -> None:
@@ -71,7 +62,7 @@ def _churn(models, predictions, tiny, big, image, stop: threading.Event,
     for wanted in ({"a": tiny, "b": big}, {"a": tiny}):
       status = models.HandleReloadConfigRequest(
           model_management_pb2.ReloadConfigRequest(
-              config=_config(wanted)),
+              config=model_config.models_config(wanted)),
           timeout=1800).status
       if status.error_code:
         raise RuntimeError(f"reload failed: {status}")
@@ -91,7 +82,7 @@ def main(argv):
   port = processes.free_port()
   config_path = os.path.join(root, "models.config")
   with open(config_path, "w") as f:
-    f.write(str(_config({"a": tiny})))
+    f.write(str(model_config.models_config({"a": tiny})))
   server = subprocess.Popen(
       processes.command("tf_resnet.serving.server", f"--port={port}",
                         f"--model_config_file={config_path}",

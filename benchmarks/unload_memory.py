@@ -40,12 +40,12 @@ import tensorflow as tf
 from tensorflow_serving.apis import model_management_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
-from tensorflow_serving.config import model_server_config_pb2
 
 import machine
 from tf_resnet.exporting import serving_module
 from tf_resnet.exporting import writer
 from tf_resnet.model import resnet
+from tf_resnet.serving import model_config
 from tf_resnet.serving import protocol
 from tf_resnet.testing import exports
 from tf_resnet.testing import processes
@@ -78,15 +78,6 @@ def _rss_mib(pid: int) -> float:
   raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def _config(models: dict[str, str]
-            ) -> model_server_config_pb2.ModelServerConfig:
-  config = model_server_config_pb2.ModelServerConfig()
-  for name, base in models.items():
-    c = config.model_config_list.config.add()
-    c.name, c.base_path, c.model_platform = name, base, "tensorflow"
-  return config
-
-
 def _jpeg(seed: int) -> bytes:
   rng = np.random.RandomState(seed)
   image = rng.uniform(0, 255, [375, 500, 3]).astype(np.uint8)
@@ -97,7 +88,7 @@ def _arm(code, env_extra, tiny: str, big: str, cycles: int) -> dict:
   port = processes.free_port()
   config_path = os.path.join(tempfile.mkdtemp(), "models.config")
   with open(config_path, "w") as f:
-    f.write(str(_config({"tiny": tiny})))
+    f.write(str(model_config.models_config({"tiny": tiny})))
   args = [f"--port={port}", f"--model_config_file={config_path}",
           "--file_system_poll_wait_seconds=0",
           # Warm-up replays every signature's records (ten-crop and
@@ -130,7 +121,7 @@ def _arm(code, env_extra, tiny: str, big: str, cycles: int) -> dict:
       for wanted, key in (({"tiny": tiny, "resnet50": big}, "loaded_mib"),
                           ({"tiny": tiny}, "unloaded_mib")):
         request = model_management_pb2.ReloadConfigRequest(
-            config=_config(wanted))
+            config=model_config.models_config(wanted))
         status = models.HandleReloadConfigRequest(request, timeout=1800).status
         if status.error_code:
           raise RuntimeError(f"reload failed: {status}")

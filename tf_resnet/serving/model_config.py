@@ -84,12 +84,19 @@ def read_config(path: str) -> model_server_config_pb2.ModelServerConfig:
   return config
 
 
+def models_config(base_paths: dict[str, str]
+                  ) -> model_server_config_pb2.ModelServerConfig:
+  """The config serving each model name from its base path, in order."""
+  config = model_server_config_pb2.ModelServerConfig()
+  for name, base_path in base_paths.items():
+    model = config.model_config_list.config.add()
+    model.name = name
+    model.base_path = os.path.abspath(base_path)
+    model.model_platform = "tensorflow"
+  return config
+
+
 def single_model_config(name: str, base_path: str
                         ) -> model_server_config_pb2.ModelServerConfig:
   """The config of `--model_name` and `--model_base_path`."""
-  config = model_server_config_pb2.ModelServerConfig()
-  model = config.model_config_list.config.add()
-  model.name = name
-  model.base_path = os.path.abspath(base_path)
-  model.model_platform = "tensorflow"
-  return config
+  return models_config({name: base_path})
