@@ -12,7 +12,6 @@ the smallest T whose row refuses none.
       [--format=json]
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -118,18 +117,12 @@ def main(argv):
         server.terminate()
         server.wait(timeout=60)
   context = {"cpu": machine.cpu_model(), "load_average": os.getloadavg()}
-  if _FORMAT.value == "json":
-    for r in rows:
-      print(json.dumps(r))
-    print(json.dumps(context))
-    return
-  for r in rows:
-    print(f"threads {r['grpc_max_threads']:>2}, batching "
-          f"{'on ' if r['batching'] else 'off'}, {r['clients']:>2} clients: "
-          f"{r['answered']:>6} answered, {r['resource_exhausted']:>5} "
-          f"RESOURCE_EXHAUSTED ({100 * r['refused_fraction']:.2f}%), "
-          f"{r['other_errors']} other errors")
-  print(json.dumps(context))
+  machine.print_rows(rows, lambda r: (
+      f"threads {r['grpc_max_threads']:>2}, batching "
+      f"{'on ' if r['batching'] else 'off'}, {r['clients']:>2} clients: "
+      f"{r['answered']:>6} answered, {r['resource_exhausted']:>5} "
+      f"RESOURCE_EXHAUSTED ({100 * r['refused_fraction']:.2f}%), "
+      f"{r['other_errors']} other errors"), context, _FORMAT.value == "json")
 
 
 if __name__ == "__main__":

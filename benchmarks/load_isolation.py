@@ -11,7 +11,6 @@ quiet's (issue 26's bar: within 1.5).
       [--clients=2] [--format=json]
 """
 
-import json
 import os
 import subprocess
 import tempfile
@@ -137,15 +136,10 @@ def main(argv):
   churn = [r["p99_ms"] for r in rows if r["phase"] == "churn"]
   summary = {"churn_p99_over_quiet_p99": round(max(churn) / max(quiet), 2),
              "cpu": machine.cpu_model(), "load_average": os.getloadavg()}
-  if _FORMAT.value == "json":
-    for r in rows:
-      print(json.dumps(r))
-  else:
-    for r in rows:
-      print(f"{r['phase']:<5} {r['requests']:>6} requests of A, p50 "
-            f"{r['p50_ms']} ms, p99 {r['p99_ms']} ms; B loaded and unloaded "
-            f"{r['b_load_unload_cycles']} times")
-  print(json.dumps(summary))
+  machine.print_rows(rows, lambda r: (
+      f"{r['phase']:<5} {r['requests']:>6} requests of A, p50 "
+      f"{r['p50_ms']} ms, p99 {r['p99_ms']} ms; B loaded and unloaded "
+      f"{r['b_load_unload_cycles']} times"), summary, _FORMAT.value == "json")
 
 
 if __name__ == "__main__":

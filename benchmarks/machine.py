@@ -5,10 +5,11 @@ measured in the same run, and `OthersLoad` says how much CPU other processes
 took while each timing ran.
 """
 
+import json
 import os
 import resource
 import time
-from typing import Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 
 def cpu_model() -> str:
@@ -20,6 +21,23 @@ def cpu_model() -> str:
   except OSError:
     pass
   return "unknown"
+
+
+def print_rows(rows: Iterable[Mapping[str, Any]],
+               line: Callable[[Mapping[str, Any]], str],
+               trailer: Mapping[str, Any], as_json: bool) -> None:
+  """Prints a benchmark's rows, then its context or summary as one JSON line.
+
+  Args:
+    rows: one dict per measurement.
+    line: formats a row for a reader; used unless `as_json`.
+    trailer: the machine's context (and the run's summary figures), printed
+      last as JSON in both formats so a script can always read it.
+    as_json: print each row as a JSON object instead of `line(row)`.
+  """
+  for row in rows:
+    print(json.dumps(row) if as_json else line(row))
+  print(json.dumps(trailer))
 
 
 def peak_rss_mib() -> float:

@@ -20,7 +20,6 @@ arms of one run:
 "After unload / before load" within 1.10 is issue 26's bar.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -158,19 +157,15 @@ def main(argv):
     rows.append({"arm": name, **_arm(code, env_extra, tiny, big,
                                      _CYCLES.value)})
   context = {"cpu": machine.cpu_model(), "load_average": os.getloadavg()}
-  if _FORMAT.value == "json":
-    for r in rows:
-      print(json.dumps(r))
-    print(json.dumps(context))
-    return
-  for r in rows:
+
+  def line(r):
     loaded = ", ".join(f"{m:.0f}" for m in r["loaded_mib"])
     unloaded = ", ".join(f"{m:.0f}" for m in r["unloaded_mib"])
-    print(f"{r['arm']:<28} RSS before {r['before_mib']:.0f} MiB; loaded "
-          f"{loaded}; unloaded {unloaded}; last unloaded / before "
-          f"{r['unloaded_over_before']:.3f}")
-  print(json.dumps(context))
+    return (f"{r['arm']:<28} RSS before {r['before_mib']:.0f} MiB; loaded "
+            f"{loaded}; unloaded {unloaded}; last unloaded / before "
+            f"{r['unloaded_over_before']:.3f}")
 
+  machine.print_rows(rows, line, context, _FORMAT.value == "json")
 
 if __name__ == "__main__":
   app.run(main)
