@@ -292,6 +292,17 @@ class TrainMainTest(parameterized.TestCase):
     self.assertEmpty(_progress_steps(result.stdout))
     self.assertFalse(os.path.exists(model_dir))
 
+  def test_evaluator_without_a_run_gives_up_retryably(self):
+    # Exit 1 is permanent under TFJob's ExitCode restart policy and fails
+    # the job; an evaluator that outwaits restarting trainers must not.
+    empty = self._tempdir()
+    result = _train("--mode=continuous_eval", f"--model_dir={empty}",
+                    "--eval_timeout_secs=1")
+    self.assertEqual(result.returncode, 138, result.stderr)
+    self.assertIn(f"no new checkpoint in {empty} for 1 s: waited for the "
+                  "run's config.json", _error_line(result.stderr, "error: "))
+    self.assertEqual(os.listdir(empty), [])
+
   def test_imagenet_not_on_disk_says_where_to_put_it(self):
     data_dir = self._tempdir()
     model_dir = os.path.join(self._tempdir(), "run")

@@ -31,7 +31,8 @@ of a MultiWorkerMirroredStrategy cluster (docs/cluster.md). Exit status: 0
 done; 1 an error to fix (flags, data, TF_CONFIG, a non-finite loss); 143 or
 130 (128 + SIGTERM or SIGINT) stopped by that signal, on any worker, after
 every worker saved the same step; 138 another worker of the cluster failed or
-vanished. A restart policy restarts on 128 and above (TFJob's ExitCode), and
+vanished, or the evaluator or the trainers it waits for sent nothing for
+--eval_timeout_secs. A restart policy restarts on 128 and above (TFJob's ExitCode), and
 restarting every worker resumes from the last checkpoint.
 """
 
@@ -226,9 +227,12 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     "augmentation, learning rates, momentum, weight decay). Every change is "
     "logged either way.")
 
-# Another worker failed or vanished: retryable (128 + SIGUSR1, the code
-# Kubeflow's training-operator reserved for user-defined retryable errors
-# before it treated every code >= 128 as retryable).
+# Another worker failed or vanished, or another task of the run (the
+# trainers, the evaluator) sent nothing for --eval_timeout_secs: retryable
+# (128 + SIGUSR1, the code Kubeflow's training-operator reserved for
+# user-defined retryable errors before it treated every code >= 128 as
+# retryable). Exit 1 is permanent under TFJob's ExitCode policy, and would
+# fail the whole job for an evaluator that outwaited a restarting cluster.
 EXIT_WORKER_LOST = 138
 
 cli.validate_network(
@@ -329,6 +333,8 @@ def _evaluate_continuously() -> None:
     continuous_eval.evaluate_continuously(
         _MODEL_DIR.value, timeout_secs=_EVAL_TIMEOUT_SECS.value,
         make_actions=lambda e: export_actions.for_experiment(e, sys.stdout))
+  except train_lib.WorkerLost as e:  # No new checkpoint: retryable.
+    cli.fail(str(e), status=EXIT_WORKER_LOST)
   except (sources.DataError, train_lib.TrainingError, ValueError) as e:
     cli.fail(str(e))
 

@@ -22,7 +22,8 @@ in step order:
   `metrics.jsonl`; `tf_resnet.reporting.logs` reads both).
 
 It returns after the checkpoint of the run's last step, and raises
-`EvaluatorError` when no new checkpoint appears within the timeout. A killed
+`errors.TaskSilent` (retryable: the trainers may be restarting) when no new
+checkpoint appears within the timeout. A killed
 evaluator run again reads its log and evaluates only the checkpoints it has
 no `evaluated` line for.
 
@@ -281,8 +282,10 @@ def evaluate_continuously(
     What it did, once the checkpoint of the run's last step is evaluated.
 
   Raises:
-    EvaluatorError: on timeout, for a run that evaluates in its own loop,
-      or for a checkpoint of another network.
+    errors.TaskSilent: when no new checkpoint (or, at first, no run)
+      appears within `timeout_secs`.
+    EvaluatorError: for a run that evaluates in its own loop, or for a
+      checkpoint of another network.
     sources.DataError: for data the evaluator cannot read.
   """
   done = evaluated_steps(model_dir)
@@ -311,7 +314,7 @@ def evaluate_continuously(
         what = ("the run's config.json" if config is None else
                 f"a checkpoint after step {max(done, default=0)} of "
                 f"{config.train_steps}")
-        raise EvaluatorError(
+        raise errors.TaskSilent(
             f"no new checkpoint in {model_dir} for {timeout_secs:g} s: "
             f"waited for {what}. Is the training running? Running the "
             "evaluator again goes on from there (checkpoints it evaluated "

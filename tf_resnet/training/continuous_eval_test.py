@@ -20,6 +20,7 @@ from tf_resnet.model import zoo
 from tf_resnet.training import cluster
 from tf_resnet.training import config as config_lib
 from tf_resnet.training import continuous_eval
+from tf_resnet.training import errors
 from tf_resnet.training import evaluation
 from tf_resnet.training import run_dir
 from tf_resnet.training import train_lib
@@ -199,7 +200,7 @@ class EvaluateContinuouslyTest(tf.test.TestCase):
       f.write('model_checkpoint_path: "ckpt-10"\n'
               'all_model_checkpoint_paths: "ckpt-5"\n'
               'all_model_checkpoint_paths: "ckpt-10"\n')
-    with self.assertRaisesRegex(continuous_eval.EvaluatorError,
+    with self.assertRaisesRegex(errors.TaskSilent,
                                 "no new checkpoint .* after step 10 of 20"):
       self._evaluate(model_dir, timeout_secs=5)
     with open(os.path.join(model_dir, run_dir.EVALUATOR_METRICS_FILE),
@@ -229,7 +230,7 @@ class EvaluateContinuouslyTest(tf.test.TestCase):
 
   def test_waits_for_the_run_and_gives_up_naming_it(self):
     empty = os.path.join(self.get_temp_dir(), "empty")
-    with self.assertRaisesRegex(continuous_eval.EvaluatorError,
+    with self.assertRaisesRegex(errors.TaskSilent,
                                 "for 7 s: waited for the run's config.json"):
       self._evaluate(empty, timeout_secs=7)
 
@@ -282,7 +283,7 @@ class EvaluateContinuouslyTest(tf.test.TestCase):
     config = _config(model_dir, schedule=config_lib.ScheduleConfig(
         kind="plateau"))
     with self.assertRaisesRegex(
-        train_lib.TrainingError,
+        errors.TaskSilent,
         "no validation error of the checkpoint at step 5 from an evaluator"):
       train_lib.train(config, progress_stream=io.StringIO(),
                       evaluator_timeout_secs=0)

@@ -144,7 +144,8 @@ def wait_for_validation_error(
   reads the same line of the shared log, so they all decide alike.
 
   Raises:
-    TrainingError: when it has not come within `timeout_secs`.
+    errors.TaskSilent: (retryable) when it has not come within
+      `timeout_secs`.
   """
   deadline = clock() + timeout_secs
   said = False
@@ -153,7 +154,7 @@ def wait_for_validation_error(
       if record.get("kind") == "eval" and int(record["step"]) == step:
         return float(record["top1_error"])
     if clock() >= deadline:
-      raise TrainingError(
+      raise errors.TaskSilent(
           f"no validation error of the checkpoint at step {step} from an "
           f"evaluator ({run_dir.EVALUATOR_METRICS_FILE} in {model_dir}) "
           f"within {timeout_secs:g} s; the plateau schedule decides on it. "
