@@ -6,8 +6,12 @@ downloads):
 
 * decode-only: read each file and decode the whole JPEG (`tf.io.decode_jpeg`),
   nothing else: TensorFlow's own ceiling for any pipeline of these files;
+* window-decode-only: the training pipeline's draws and its decode of
+  only the crop's window (`transforms.scale_augmented_window`), nothing
+  after: the share of the training pipeline that TensorFlow's decoder sets;
 * the ImageNet training pipeline (`pipeline.train_dataset`: scale
-  augmentation with the window-only JPEG decode, flip, mean, colour noise);
+  augmentation with the window-only JPEG decode, the exact bilinear crop,
+  flip; mean and colour noise on whole batches);
 * the evaluation inputs (`pipeline.eval_dataset`): the centre crop, the
   10-crop and multi-scale views (five scales);
 * optionally the CIFAR training pipeline on a CIFAR-10 image folder
@@ -21,8 +25,8 @@ Per core: every input pipeline runs on one thread (tf.data's private thread
 pool of 1, intra-op parallelism 1), and its rate is images per CPU-second
 the whole process spent while it ran (`time.process_time`, all threads), so
 other jobs on a shared machine slow the wall clock but not the figure. The
-pipelines are timed in interleaved rounds (decode-only, training, decode-
-only, ...) and each figure is the median over rounds, so the ratio of the
+pipelines are timed in interleaved rounds (decode-only, window-decode-only,
+training, ..., decode-only, ...) and each figure is the median over rounds, so the ratio of the
 training pipeline to decode-only compares the two under the same load.
 
   python benchmarks/input_pipeline.py --format=json
@@ -49,6 +53,7 @@ import machine  # Beside this file.
 from tf_resnet.data import pipeline
 from tf_resnet.data import sources
 from tf_resnet.data import stats as stats_lib
+from tf_resnet.data import transforms
 from tf_resnet.model import zoo
 
 _JPEG_DIR = flags.DEFINE_string("jpeg_dir", None,
@@ -101,10 +106,30 @@ def _one_core() -> tf.data.Options:
 
 def _decode_only(source: sources.Source) -> tf.data.Dataset:
   """Each training file read and wholly decoded, endlessly."""
+  return _each_file(source, lambda data, i: tf.io.decode_jpeg(data,
+                                                              channels=3))
+
+
+def _window_decode_only(source: sources.Source) -> tf.data.Dataset:
+  """Each training file read, its crop drawn and only that window decoded."""
+
+  def window(data, i):
+    # The window seed as `transforms.imagenet_train_crop` splits it.
+    seed = tf.random.experimental.stateless_split(
+        tf.stack([tf.constant(0, tf.int64), i]), 3)[0]
+    return transforms.scale_augmented_window(data, seed, encoded=True)[0]
+
+  return _each_file(source, window)
+
+
+def _each_file(source: sources.Source, decode) -> tf.data.Dataset:
+  """`decode(bytes, index)` of each training file, endlessly, batched.
+
+  Only each image's height goes on, so batching costs next to nothing.
+  """
   n = source.num_examples("train")
   ds = tf.data.Dataset.range(n).repeat()
-  ds = ds.map(lambda i: tf.shape(tf.io.decode_jpeg(
-      source.load("train", i)[0], channels=3))[0],
+  ds = ds.map(lambda i: tf.shape(decode(source.load("train", i)[0], i))[0],
               num_parallel_calls=tf.data.AUTOTUNE)
   return ds.batch(_BATCH.value).prefetch(tf.data.AUTOTUNE)
 
@@ -190,6 +215,8 @@ def _run(jpeg_dir: str) -> None:
   pipelines = {
       "decode_only": lambda: (_decode_only(imagenet),
                               lambda e: int(e.shape[0])),
+      "window_decode_only": lambda: (_window_decode_only(imagenet),
+                                     lambda e: int(e.shape[0])),
       "imagenet_train": lambda: (pipeline.train_dataset(imagenet, statistics,
                                                         config),
                                  _batch_size),
@@ -217,6 +244,8 @@ def _run(jpeg_dir: str) -> None:
     if name != "decode_only":
       record[f"{name}_over_decode_only"] = round(t.rate / decode, 3)
     record[f"{name}_cores_per_gpu"] = round(_GPU_RATE.value / t.rate, 2)
+  record["imagenet_train_over_window_decode_only"] = round(
+      timed["imagenet_train"].rate / timed["window_decode_only"].rate, 3)
   steps = {}
   if _STEPS.value:
     steps["imagenet"] = _step_rate(zoo.ModelConfig("imagenet", depth=18), 32,

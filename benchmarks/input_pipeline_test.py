@@ -27,8 +27,8 @@ class InputPipelineBenchmarkTest(absltest.TestCase):
     record = json.loads(lines[0])
     decode = record["decode_only_images_per_sec_per_core"]
     self.assertGreater(decode, 0)
-    for name in ("imagenet_train", "imagenet_center", "imagenet_10crop",
-                 "imagenet_multiscale"):
+    for name in ("window_decode_only", "imagenet_train", "imagenet_center",
+                 "imagenet_10crop", "imagenet_multiscale"):
       rate = record[f"{name}_images_per_sec_per_core"]
       self.assertGreater(rate, 0)
       # The record rounds rates to 0.1, ratios to 0.001 and cores to 0.01;
@@ -42,6 +42,12 @@ class InputPipelineBenchmarkTest(absltest.TestCase):
       cores = 1000 / rate
       self.assertAlmostEqual(record[f"{name}_cores_per_gpu"], cores,
                              delta=0.005 + cores * rate_err * 1.01 + 1e-9)
+    train, window = (record[f"{name}_images_per_sec_per_core"]
+                     for name in ("imagenet_train", "window_decode_only"))
+    ratio = train / window
+    self.assertAlmostEqual(
+        record["imagenet_train_over_window_decode_only"], ratio,
+        delta=0.0005 + ratio * (0.05 / train + 0.05 / window) + 1e-9)
     self.assertEqual(record["cores"], os.cpu_count())
     self.assertNotIn("imagenet_resnet_step_images_per_sec", record)
 

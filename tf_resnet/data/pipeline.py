@@ -107,24 +107,34 @@ def _constants(statistics: stats_lib.Statistics):
 
 def _train_transform(source: sources.Source,
                      statistics: stats_lib.Statistics, config: InputConfig):
+  """(per-example transform, per-batch finish or None) of the family's training view."""
   mean, eigenvalues, eigenvectors = _constants(statistics)
+  colour = config.color_augmentation
 
-  def scale(image, seed):  # Section 3.4.
-    return transforms.imagenet_train(
-        image, seed, mean,
-        eigenvalues if config.color_augmentation else None, eigenvectors,
+  def scale(image, seed):  # Section 3.4: the crop and its colour shift.
+    return transforms.imagenet_train_crop(
+        image, seed, eigenvalues if colour else None, eigenvectors,
         encoded=source.encoded, scale_range=config.scale_range)
+
+  def scale_finish(views, labels):
+    # Mean and colour noise on the whole batch: the same sums as one image
+    # at a time (`transforms.imagenet_train`), with a few ops per batch
+    # instead of per image.
+    crops, shifts = views
+    return (transforms.imagenet_train_finish(crops, shifts if colour else None,
+                                             mean), labels)
 
   def pad_crop(image, seed):  # Section 4.2.
     return transforms.cifar_train(image, seed, mean, encoded=source.encoded)
 
-  augment = {"scale": scale, "pad_crop": pad_crop}[
-      families.get(source.family).train_augmentation]
+  augment, finish = {"scale": (scale, scale_finish),
+                     "pad_crop": (pad_crop, None)}[
+                         families.get(source.family).train_augmentation]
 
   def transform(image, label, seed):
     return augment(image, seed), label
 
-  return transform
+  return transform, finish
 
 
 def example_index(element: tf.Tensor, num_examples: int,
@@ -163,7 +173,7 @@ def train_dataset(source: sources.Source, statistics: stats_lib.Statistics,
   """
   pipelines, pipeline_id, per_replica = _pipelines(input_context,
                                                    config.global_batch_size)
-  transform = _train_transform(source, statistics, config)
+  transform, finish = _train_transform(source, statistics, config)
   seed = config.seed
   share = config.global_batch_size // pipelines
   if source.indexed:
@@ -200,6 +210,9 @@ def train_dataset(source: sources.Source, statistics: stats_lib.Statistics,
   if config.on_bad_image == "skip":
     ds = ds.ignore_errors(log_warning=True)
   ds = ds.batch(per_replica, drop_remainder=True)
+  if finish is not None:
+    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
   return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
 

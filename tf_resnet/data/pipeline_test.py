@@ -9,6 +9,7 @@ import tensorflow as tf
 from tf_resnet.data import pipeline
 from tf_resnet.data import sources
 from tf_resnet.data import stats
+from tf_resnet.data import transforms
 from tf_resnet.testing import imagenet
 from tf_resnet.training import strategy
 
@@ -78,6 +79,37 @@ class TrainOrderTest(tf.test.TestCase):
         source, _zero_stats(), pipeline.InputConfig(4)), 3):
       for image, label in zip(x, y):
         self.assertContainsSubset(set(np.unique(image)), {0.0, float(label)})
+
+
+class ImageNetTrainTest(tf.test.TestCase):
+
+  def test_batches_are_the_single_image_views(self):
+    # The pipeline finishes the views (mean, colour noise) on whole batches:
+    # the same numbers as `transforms.imagenet_train` on each example, with
+    # its seed, for the example at its place in the input order.
+    n, seed = 6, 3
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, [n, 240, 300, 3]).astype(np.uint8)
+    source = sources.IndexedSource(
+        "noise", "imagenet", ["a", "b"], items={"train": images},
+        labels={"train": np.arange(n, dtype=np.int32) % 2}, encoded=False)
+    statistics = stats.Statistics(
+        rng.uniform(60, 180, [224, 224, 3]).astype(np.float32),
+        np.asarray(stats.IMAGENET_EIGENVALUES, np.float32),
+        np.asarray(stats.IMAGENET_EIGENVECTORS, np.float32), n, "imagenet")
+    for colour in (True, False):
+      config = pipeline.InputConfig(2, seed=seed, color_augmentation=colour)
+      batches = _take(pipeline.train_dataset(source, statistics, config), 2)
+      views = np.concatenate([x for x, _ in batches])
+      for element, view in enumerate(views):
+        index = int(pipeline.example_index(tf.constant(element, tf.int64), n,
+                                           seed))
+        expected = transforms.imagenet_train(
+            tf.constant(images[index]), tf.constant([seed, element], tf.int64),
+            statistics.mean_image,
+            statistics.eigenvalues if colour else None,
+            statistics.eigenvectors, encoded=False)
+        self.assertAllEqual(view, expected, msg=f"element {element}")
 
 
 class DistributedTest(tf.test.TestCase):

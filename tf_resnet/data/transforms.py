@@ -1,6 +1,6 @@
 """The paper's image transforms, as TF ops on single images.
 
-(About 560 lines, kept in one module: the training and test views share
+(About 650 lines, kept in one module: the training and test views share
 the windows and the mean rule below, and are checked against each other.)
 
 Training (section 3.4 for ImageNet, section 4.2 for CIFAR-10) draws every
@@ -248,6 +248,11 @@ def resample_window(pixels: tf.Tensor, window: SourceWindow,
     return tf.image.crop_and_resize(image[None], box[None], [0],
                                     [crop, crop])[0]
 
+  # crop_and_resize converts the four pixels it reads for every output
+  # value; converting the window once costs a third of that (the training
+  # pipeline gains a tenth), and gives the same float32 values.
+  pixels = tf.cast(pixels, tf.float32)
+
   def padded():
     image = tf.concat([pixels[:1], pixels, pixels[-1:]], axis=0)
     image = tf.concat([image[:, :1], image, image[:, -1:]], axis=1)
@@ -261,28 +266,45 @@ def resample_window(pixels: tf.Tensor, window: SourceWindow,
   return tf.cond(outside, padded, lambda: sample(pixels, 0.0))
 
 
-def _scale_augmented_crop(image: tf.Tensor, seed: tf.Tensor,
-                          flip: tf.Tensor, scale_range: Sequence[int],
-                          crop: int, encoded: bool) -> tf.Tensor:
-  """Section 3.4's crop, decoding only the window a JPEG's crop reads."""
+def scale_augmented_window(image: tf.Tensor, seed: tf.Tensor, *,
+                           encoded: bool,
+                           scale_range: Sequence[int] = IMAGENET_SCALE_RANGE,
+                           crop: int = IMAGENET_CROP
+                           ) -> tuple[tf.Tensor, SourceWindow]:
+  """Draws section 3.4's crop and decodes only the window of the original it reads.
 
-  def crop_of(height, width, read_window):
+  A JPEG decodes just that window (`tf.image.decode_and_crop_jpeg`); other
+  images are decoded whole and sliced. `resample_window` then makes the crop.
+
+  Args:
+    image: uint8 [H, W, 3], or JPEG/PNG bytes when `encoded`.
+    seed: the draw's stateless seed (`scale_augmentation_crop`), int64 [2].
+    encoded: whether `image` is encoded bytes.
+    scale_range: inclusive range of the resized shorter side.
+    crop: the crop's side in the resized image.
+
+  Returns:
+    The window's pixels, uint8 [rows, columns, 3], and the window.
+  """
+
+  def window_of(height, width):
     draw = scale_augmentation_crop(seed, height, width, scale_range, crop)
-    window = source_window(draw, height, width, crop)
-    return resample_window(read_window(window), window, crop, flip)
+    return source_window(draw, height, width, crop)
 
   def sliced(pixels):
     shape = tf.shape(pixels)
-    return crop_of(shape[0], shape[1], lambda w: tf.slice(
-        pixels, tf.concat([w.start, [0]], 0), tf.concat([w.size, [3]], 0)))
+    window = window_of(shape[0], shape[1])
+    return tf.slice(pixels, tf.concat([window.start, [0]], 0),
+                    tf.concat([window.size, [3]], 0)), window
 
   if not encoded:
     return sliced(image)
 
   def jpeg():
     shape = tf.image.extract_jpeg_shape(image)
-    return crop_of(shape[0], shape[1], lambda w: tf.image.decode_and_crop_jpeg(
-        image, tf.concat([w.start, w.size], 0), channels=3))
+    window = window_of(shape[0], shape[1])
+    return tf.image.decode_and_crop_jpeg(
+        image, tf.concat([window.start, window.size], 0), channels=3), window
 
   return tf.cond(_is_jpeg(image), jpeg, lambda: sliced(decode_rgb(image)))
 
@@ -358,10 +380,18 @@ def pca_lighting(image: tf.Tensor, seed: tf.Tensor, eigenvalues: tf.Tensor,
   Returns:
     The shifted image.
   """
+  return add_colour(image, lighting_shift(seed, eigenvalues, eigenvectors,
+                                          stddev))
+
+
+def lighting_shift(seed: tf.Tensor, eigenvalues: tf.Tensor,
+                   eigenvectors: tf.Tensor,
+                   stddev: float = LIGHTING_STDDEV) -> tf.Tensor:
+  """The colour `pca_lighting` adds to an image with this seed, float32 [3]."""
   alpha = tf.random.stateless_normal([3], seed, stddev=stddev)
   shift = tf.linalg.matvec(tf.cast(eigenvectors, tf.float32),
                            alpha * tf.cast(eigenvalues, tf.float32))
-  return add_colour(image, 255.0 * shift)
+  return 255.0 * shift
 
 
 def add_colour(image: tf.Tensor, colour: tf.Tensor) -> tf.Tensor:
@@ -370,12 +400,23 @@ def add_colour(image: tf.Tensor, colour: tf.Tensor) -> tf.Tensor:
   TensorFlow's CPU kernels broadcast 3 values over an image several times
   more slowly than they add two images (as slowly as resampling the whole
   crop); broadcasting one image row of colours over the rows is as fast.
+
+  Args:
+    image: float32 [..., H, W, 3].
+    colour: [3], added to every image; or [B, 3], one per image of a batch
+      `image` [B, H, W, 3].
+
+  Returns:
+    The sum, float32, shaped as `image`.
   """
   image = tf.convert_to_tensor(image, tf.float32)
+  colour = tf.cast(colour, tf.float32)
   shape = tf.shape(image)
-  row = tf.tile(tf.cast(colour, tf.float32), shape[-2:-1])
-  rows = tf.reshape(image, tf.concat([shape[:-2], [shape[-2] * 3]], 0)) + row
-  return tf.reshape(rows, shape)
+  # One row of colours per image: [3] -> [1, W * 3], [B, 3] -> [B, 1, W * 3].
+  row = tf.tile(colour, tf.concat(
+      [tf.ones([tf.rank(colour) - 1], tf.int32), shape[-2:-1]], 0))
+  rows = tf.reshape(image, tf.concat([shape[:-2], [shape[-2] * 3]], 0))
+  return tf.reshape(rows + tf.expand_dims(row, -2), shape)
 
 
 def _flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -385,6 +426,57 @@ def _flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 def flip_draw(seed: tf.Tensor) -> tf.Tensor:
   """Whether to mirror, with probability 1/2: `tf.image`'s stateless flip's own draw."""
   return tf.random.stateless_uniform([], seed, 0, 1.0) < 0.5
+
+
+def imagenet_train_crop(image: tf.Tensor, seed: tf.Tensor,
+                        eigenvalues: Optional[tf.Tensor],
+                        eigenvectors: Optional[tf.Tensor], *, encoded: bool,
+                        scale_range: Sequence[int] = IMAGENET_SCALE_RANGE,
+                        crop: int = IMAGENET_CROP
+                        ) -> tuple[tf.Tensor, tf.Tensor]:
+  """`imagenet_train`'s random part: the crop, flipped or not, and its colour shift.
+
+  `imagenet_train_finish` completes the view, on one image or, cheaper per
+  image, on a batch of them.
+
+  Args:
+    image: uint8 [H, W, 3], or JPEG/PNG bytes when `encoded`.
+    seed: stateless seed of this example, int64 [2].
+    eigenvalues: RGB PCA eigenvalues for the lighting noise; None for none.
+    eigenvectors: RGB PCA eigenvectors (columns).
+    encoded: whether `image` is encoded bytes.
+    scale_range: inclusive range of the resized shorter side.
+    crop: output side.
+
+  Returns:
+    The crop, float32 [crop, crop, 3] on [0, 255], and the colour
+    `pca_lighting` adds to it, float32 [3] (zeros without eigenvalues).
+  """
+  window_seed, flip_seed, light_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 3))
+  pixels, window = scale_augmented_window(image, window_seed, encoded=encoded,
+                                         scale_range=scale_range, crop=crop)
+  view = resample_window(pixels, window, crop, flip_draw(flip_seed))
+  shift = (tf.zeros([3]) if eigenvalues is None
+           else lighting_shift(light_seed, eigenvalues, eigenvectors))
+  return tf.ensure_shape(view, [crop, crop, 3]), shift
+
+
+def imagenet_train_finish(views: tf.Tensor, shifts: Optional[tf.Tensor],
+                          mean_image: tf.Tensor) -> tf.Tensor:
+  """Subtracts the per-pixel mean, then adds each view's colour shift.
+
+  Args:
+    views: from `imagenet_train_crop`: float32 [crop, crop, 3], or a batch
+      [B, crop, crop, 3].
+    shifts: their colour shifts, [3] or [B, 3]; None for no colour noise.
+    mean_image: per-pixel mean, float32 [crop, crop, 3].
+
+  Returns:
+    float32, shaped as `views`.
+  """
+  views = subtract_mean(views, mean_image)
+  return views if shifts is None else add_colour(views, shifts)
 
 
 def imagenet_train(image: tf.Tensor, seed: tf.Tensor, mean_image: tf.Tensor,
@@ -402,6 +494,9 @@ def imagenet_train(image: tf.Tensor, seed: tf.Tensor, mean_image: tf.Tensor,
   500 / 256) reads every source pixel; larger originals alias a little, as
   the reference implementations' non-antialiased training crops do.
 
+  This is `imagenet_train_crop` then `imagenet_train_finish` on one image;
+  the training pipeline runs the second on whole batches.
+
   Args:
     image: uint8 [H, W, 3], or JPEG/PNG bytes when `encoded`.
     seed: stateless seed of this example, int64 [2].
@@ -415,14 +510,11 @@ def imagenet_train(image: tf.Tensor, seed: tf.Tensor, mean_image: tf.Tensor,
   Returns:
     float32 [crop, crop, 3].
   """
-  window_seed, flip_seed, light_seed = tf.unstack(
-      tf.random.experimental.stateless_split(seed, 3))
-  view = _scale_augmented_crop(image, window_seed, flip_draw(flip_seed),
-                               scale_range, crop, encoded)
-  view = subtract_mean(view, mean_image)
-  if eigenvalues is not None:
-    view = pca_lighting(view, light_seed, eigenvalues, eigenvectors)
-  return tf.ensure_shape(view, [crop, crop, 3])
+  view, shift = imagenet_train_crop(image, seed, eigenvalues, eigenvectors,
+                                    encoded=encoded, scale_range=scale_range,
+                                    crop=crop)
+  return imagenet_train_finish(view, None if eigenvalues is None else shift,
+                               mean_image)
 
 
 def to_cifar_size(image: tf.Tensor, encoded: bool) -> tf.Tensor:

@@ -283,6 +283,32 @@ class LightingTest(tf.test.TestCase):
       self.assertAllEqual(transforms.add_colour(image, colour),
                           image + colour)
 
+  def test_add_colour_per_image_of_a_batch(self):
+    colours = tf.constant([[1.5, -20.25, 7.0], [0.0, 3.0, -4.5]])
+    images = tf.random.stateless_uniform([2, 5, 7, 3], [1, 2], 0, 255)
+    self.assertAllEqual(transforms.add_colour(images, colours),
+                        images + colours[:, None, None, :])
+
+  def test_batch_finish_is_the_single_image_view(self):
+    # imagenet_train_finish on a batch of crops gives, bit for bit, each
+    # image's imagenet_train (the training pipeline's batch-level path).
+    mean = tf.constant(_random_mean(224))
+    values = tf.constant([0.2, 0.02, 0.002])
+    vectors = tf.constant(np.linalg.qr(np.random.RandomState(1).randn(3, 3))[0],
+                          tf.float32)
+    image = tf.constant(np.random.RandomState(2).randint(
+        0, 256, [260, 330, 3]).astype(np.uint8))
+    crops, shifts = zip(*[transforms.imagenet_train_crop(
+        image, _seed(i), values, vectors, encoded=False) for i in range(3)])
+    batch = transforms.imagenet_train_finish(tf.stack(crops),
+                                             tf.stack(shifts), mean)
+    for i in range(3):
+      self.assertAllEqual(batch[i], transforms.imagenet_train(
+          image, _seed(i), mean, values, vectors, encoded=False))
+      self.assertAllEqual(shifts[i], transforms.pca_lighting(
+          tf.zeros([1, 1, 3]), tf.random.experimental.stateless_split(
+              _seed(i), 3)[2], values, vectors)[0, 0])
+
   def test_shift_is_per_image_along_the_components(self):
     values = tf.constant([0.2, 0.02, 0.002])
     vectors = tf.constant(np.linalg.qr(np.random.RandomState(0).randn(3, 3))[0],
