@@ -8,6 +8,18 @@ server that swaps versions looks as if it leaked (TF Serving #1664: 10 ->
 8.15 GiB after an unload, never back). `malloc_trim(0)` walks every arena and
 returns the free pages in each (glibc >= 2.8). benchmarks/unload_memory.py
 measures it against the same server without it, in one run.
+
+What no trim can return: with oneDNN on (TF_ENABLE_ONEDNN_OPTS=1, which
+startup.use_onednn sets), TensorFlow's CPU allocator is MklCPUAllocator,
+which serves every allocation of 4 KiB or more, the restored weights among
+them, from a BFCAllocator (tensorflow/core/common_runtime/mkl_cpu_allocator.h).
+BFC grows by regions and frees a region only when an allocation would
+otherwise fail, so after an unload the weights' regions (8 + 8 + 16 + 32 + 64
+MiB for a ResNet-50, seen by gdb on mmap) are free inside TensorFlow but
+still allocated from glibc. The next load reuses them: RSS after an unload
+stays at the pool's high-water mark (the most that loaded models and
+requests held at once) instead of growing with each version
+(docs/performance.md#serving-memory-after-an-unload).
 """
 
 import ctypes

@@ -1,11 +1,13 @@
 """memory.release_freed_memory: freed arena memory leaves RSS, and unloads call it."""
 
+import gc
 import json
 import subprocess
 import sys
 import tempfile
 import textwrap
 from unittest import mock
+import weakref
 
 import tensorflow as tf
 
@@ -89,6 +91,26 @@ class UnloadReleasesTest(tf.test.TestCase):
       model.unload_all()
     release.assert_called_once_with()
     self.assertEqual(model.available_versions(), [])
+
+  def test_nothing_holds_the_version_when_released(self):
+    # malloc_trim can give back only what is free: if anything still held
+    # the unloaded servable or its runner (the loaded SavedModel and its
+    # functions), their memory would stay, trimmed or not, at every unload.
+    model = self._model(release=True)
+    servable = model.resolve()
+    refs = [weakref.ref(servable), weakref.ref(servable._runner)]  # pylint: disable=protected-access
+    del servable
+    alive = []
+
+    def release() -> bool:
+      gc.collect()  # As release_freed_memory does first.
+      alive.append([ref() is not None for ref in refs])
+      return True
+
+    with mock.patch.object(memory, "release_freed_memory",
+                           side_effect=release):
+      model.unload_all()
+    self.assertEqual(alive, [[False, False]])
 
   def test_unload_keeps_it_when_switched_off(self):
     model = self._model(release=False)
