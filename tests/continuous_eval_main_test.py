@@ -3,6 +3,9 @@
 Real binaries as local processes on one model_dir: a trainer in
 `--mode=train` and an evaluator beside it, the evaluator killed with SIGKILL
 midway and started again as TF_CONFIG's `evaluator` task, without --mode.
+Two workers and an evaluator from the TFJob's TF_CONFIG, the workers' plateau
+schedule moved by the evaluator's errors, run in tests/deploy_test.py
+(OperatorTFConfigRunTest): one cluster serves both.
 """
 
 import json
@@ -140,37 +143,6 @@ class ContinuousEvalMainTest(absltest.TestCase):
     self.assertEqual(run.validation_error.values, tuple(errors))
     self.assertEqual(run.test_error.steps, tuple(_STEPS))
     self.assertTrue(run.finished)
-
-  def test_two_workers_and_an_evaluator_from_tfjobs_tf_config(self):
-    # As ImageNet's TFJob (deploy/): the plateau schedule, whose decisions
-    # the workers take on the evaluator's validation errors. Patience 1 and
-    # a threshold no error beats: the rate falls at the third evaluation.
-    model_dir = os.path.join(self._tempdir(), "run")
-    ports = processes.free_ports(3)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports[:2]],
-               "evaluator": [f"127.0.0.1:{ports[2]}"]}
-    # One command line for every task; TF_CONFIG alone tells them apart.
-    tasks = [self._start(*_RUN, f"--model_dir={model_dir}",
-                         "--schedule=plateau", "--eval_every_steps=5",
-                         "--plateau_patience=1", "--plateau_threshold=0.5",
-                         "--eval_timeout_secs=240",
-                         TF_CONFIG=_tf_config(cluster, task_type, index))
-             for task_type, index in (("worker", 0), ("worker", 1),
-                                      ("evaluator", 0))]
-    outs = [self._finish(task)[0] for task in tasks]
-    self.assertIn("Done at step 20", outs[0])
-    self.assertIn("step 15: validation error plateaued", outs[0])
-    self.assertIn("Evaluated the checkpoint of the last step, 20", outs[2])
-    trained = _records(model_dir, "metrics.jsonl")
-    self.assertEqual(_steps(trained, "train"), _STEPS)
-    self.assertEqual([round(r["learning_rate"], 6) for r in trained
-                      if r["kind"] == "train"], [0.1, 0.1, 0.1, 0.01])
-    self.assertEqual(_steps(trained, "eval") + _steps(trained, "test"), [])
-    records = _records(model_dir, "evaluator_metrics.jsonl")
-    for kind in ("eval", "test", "evaluated"):
-      self.assertEqual(_steps(records, kind), _STEPS, kind)
-    self.assertTrue(os.path.exists(os.path.join(model_dir, "best",
-                                                "checkpoint")))
 
 
 if __name__ == "__main__":

@@ -238,7 +238,7 @@ def operator_tf_configs(tfjob: dict[str, Any]) -> dict[tuple[str, int], str]:
   operator's CUSTOM_CLUSTER_DOMAIN unset.
 
   Returns:
-    (replica type, index) -> the TF_CONFIG JSON.
+    (replica type, index) -> the TF_CONFIG JSON, as json.Marshal writes it.
   """
   name = tfjob["metadata"]["name"]
   namespace = tfjob["metadata"].get("namespace", "default")
@@ -254,12 +254,24 @@ def operator_tf_configs(tfjob: dict[str, Any]) -> dict[tuple[str, int], str]:
     job = replica.lower()
     cluster_spec[job] = [f"{name}-{job}-{i}.{namespace}.svc:{port}"
                          for i in range(spec.get("replicas", 1))]
-  return {(replica, i): json.dumps({
+  return {(replica, i): _go_json({
       "cluster": cluster_spec,
       "task": {"type": replica.lower(), "index": i},
       "environment": "cloud"})
           for replica, spec in specs.items()
           for i in range(spec.get("replicas", 1))}
+
+
+def _go_json(tf_config: dict[str, Any]) -> str:
+  """A TF_CONFIG as the operator's Go json.Marshal of its TFConfig writes it.
+
+  Compact; the struct's fields in their order (cluster, task, environment),
+  the cluster's jobs (a Go map) sorted.
+  """
+  return json.dumps({"cluster": dict(sorted(tf_config["cluster"].items())),
+                     "task": tf_config["task"],
+                     "environment": tf_config["environment"]},
+                    separators=(",", ":"))
 
 
 class KubernetesSchemaTest(absltest.TestCase):
@@ -738,14 +750,21 @@ class ServerDeploymentRunTest(absltest.TestCase):
 
 
 class OperatorTFConfigRunTest(absltest.TestCase):
-  """The TFJob's pods as local processes, with the operator's TF_CONFIG."""
+  """The TFJob's pods as local processes, with the operator's TF_CONFIG.
+
+  Two workers and an evaluator, one command line for every task: TF_CONFIG
+  alone tells them apart. As ImageNet's flagfile, the plateau schedule,
+  whose decisions the workers take on the evaluator's validation errors
+  (the run that tests/continuous_eval_main_test.py would otherwise repeat).
+  """
 
   def test_the_tfjobs_tf_config_starts_the_cluster_and_it_finishes(self):
     # The TF_CONFIG the operator would give each pod, its hosts moved to
     # free ports on 127.0.0.1 (nothing else changed), and the TFJob's
     # command line with the ImageNet flagfile and data replaced by a tiny
     # run on the embedded digits; the paths under the pod's volumes go to a
-    # temporary directory.
+    # temporary directory. Patience 1 and a threshold no error beats: the
+    # rate falls at the third evaluation.
     tfjob = _tfjob()
     configs = {key: json.loads(text)
                for key, text in operator_tf_configs(tfjob).items()}
@@ -769,9 +788,14 @@ class OperatorTFConfigRunTest(absltest.TestCase):
         continue
       args.append(f"--{name}={root}{value}" if value.startswith("/")
                   else arg)
-    args += ["--dataset=digits", "--depth=8", "--batch_size=16",
-             "--train_steps=4", "--stats_max_images=200",
-             "--eval_examples=64"]
+    steps = [5, 10, 15, 20]
+    args += ["--dataset=digits", "--depth=8", "--batch_size=32",
+             "--steps_per_loop=5", "--holdout=100", "--monitor_test",
+             f"--train_steps={steps[-1]}", "--checkpoint_every_steps=5",
+             "--keep_checkpoints=10", "--stats_max_images=200",
+             "--schedule=plateau", "--eval_every_steps=5",
+             "--plateau_patience=1", "--plateau_threshold=0.5",
+             "--eval_timeout_secs=240"]
     workers = {}
     for key, config in sorted(configs.items()):
       config["cluster"] = {job: [local[a] for a in addresses]
@@ -781,7 +805,7 @@ class OperatorTFConfigRunTest(absltest.TestCase):
         workers[key] = (processes.start(
             "tf_resnet.train", *args, stdout=output,
             stderr=subprocess.STDOUT,
-            env=processes.env(TF_CONFIG=json.dumps(config))), log)
+            env=processes.env(TF_CONFIG=_go_json(config))), log)
     try:
       for key, (worker, log) in workers.items():
         status = worker.wait(timeout=processes.TIMEOUT_SECS)
@@ -789,16 +813,33 @@ class OperatorTFConfigRunTest(absltest.TestCase):
     finally:
       for worker, _ in workers.values():
         processes.stop(worker)
+    outs = {key: log.read_text() for key, (_, log) in workers.items()}
+    self.assertIn(f"Done at step {steps[-1]}", outs["Worker", 0])
+    self.assertIn("step 15: validation error plateaued", outs["Worker", 0])
+    self.assertIn(f"Evaluated the checkpoint of the last step, {steps[-1]}",
+                  outs["Evaluator", 0])
     model_dir = str(root / _flag(list(argv), "model_dir").lstrip("/"))
     newest = run_dir.checkpoints(model_dir)[0]
-    self.assertEqual(run_dir.checkpoint_number(newest), 4)
-    # The evaluator evaluated the final step's checkpoint, and the export
-    # the serving Deployments read is there.
-    self.assertIn(4, {r["step"] for r in run_dir.evaluator_records(model_dir)
-                      if r["kind"] == continuous_eval.EVALUATED_RECORD})
+    self.assertEqual(run_dir.checkpoint_number(newest), steps[-1])
+    # The workers trained and did not evaluate; the evaluator evaluated
+    # every checkpoint once, and its errors moved the workers' rate.
+    with open(os.path.join(model_dir, "metrics.jsonl")) as f:
+      trained = [json.loads(line) for line in f]
+    self.assertEqual([r["step"] for r in trained if r["kind"] == "train"],
+                     steps)
+    self.assertEqual([round(r["learning_rate"], 6) for r in trained
+                      if r["kind"] == "train"], [0.1, 0.1, 0.1, 0.01])
+    self.assertEqual([r for r in trained if r["kind"] in ("eval", "test")],
+                     [])
+    records = run_dir.evaluator_records(model_dir)
+    for kind in ("eval", "test", continuous_eval.EVALUATED_RECORD):
+      self.assertEqual([r["step"] for r in records if r["kind"] == kind],
+                       steps, kind)
+    self.assertTrue(os.path.exists(os.path.join(model_dir, "best",
+                                                "checkpoint")))
+    # The export the serving Deployments read is there.
     export_base = root / _flag(list(argv), "export_dir").lstrip("/")
     self.assertNotEmpty(list(export_base.glob("*/saved_model.pb")))
-
 
 if __name__ == "__main__":
   absltest.main()
