@@ -59,10 +59,11 @@ demo: setup
 # process so that a class's setUpClass runs once: most tests wait on a binary
 # they started or on TensorFlow's import, so two processes on two cores halve
 # the suite's time (36 to 17 minutes measured). TEST_JOBS=0 runs it in one.
+# The classes go out in pytest.ini's order (run_first: the longest first).
 IMAGENET_SMOKE_DIR ?= /tmp/tf_resnet_imagenet_smoke
 TEST_JOBS ?= 2
 test: setup
-	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadscope
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadscope --no-loadscope-reorder
 	@if command -v $(BAZEL) >/dev/null; then \
 	  set -ex; \
 	  $(BAZEL) build //...; \
