@@ -2,13 +2,26 @@ r"""Does loading and unloading model B hurt model A's latency? (TF Serving #1866
 
 Starts the server binary with a tiny model A, runs `--clients` closed-loop
 gRPC clients on A's Classify, and measures A's latency in alternating
-phases of one run: quiet (nothing else happens) and churn (a ResNet-50, B,
-is added by HandleReloadConfigRequest, answers one Classify and is dropped
-again, over and over). Prints A's p50/p99 in each and churn's p99 over
-quiet's (issue 26's bar: within 1.5).
+phases: quiet (nothing else happens) and churn (a ResNet-50, B, is added by
+HandleReloadConfigRequest, answers one Classify and is dropped again, over
+and over). Each arm runs its own server, `--rounds` times, interleaved with
+the other arms; a round is one quiet and one churn phase. Arms:
 
-  python benchmarks/load_isolation.py [--phases=2] [--seconds=30]
-      [--clients=2] [--format=json]
+  in process            the server as shipped: A and B share the GIL and
+                        TensorFlow's thread pools.
+  intra-op 1            the same with --tensorflow_intra_op_parallelism=1
+                        --tensorflow_inter_op_parallelism=4.
+  B in another process  B loads, answers and unloads in a second server;
+                        the bound of any in-process scheme on this machine.
+
+Prints A's p50/p99 per phase, A's p99 during B's load and during B's
+request, the cores other processes kept busy (`others_cores`: the servers
+and this process excluded), and per arm the median over rounds of churn's
+p99 over the same round's quiet p99 (issue 26's bar: within 1.5).
+
+  python benchmarks/load_isolation.py [--rounds=2] [--seconds=30]
+      [--clients=2] [--arms=in process,intra-op 1,B in another process]
+      [--format=json]
 """
 
 import os
@@ -16,6 +29,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from typing import Optional
 
 from tf_resnet import startup
 
@@ -41,9 +55,24 @@ from tf_resnet.testing import exports
 from tf_resnet.testing import processes
 # pylint: enable=g-import-not-at-top,g-bad-import-order
 
-_PHASES = flags.DEFINE_integer("phases", 2, "Quiet/churn pairs.")
+_ARMS = {
+    # The server as shipped: every model shares TensorFlow's thread pools.
+    "in process": ((), False),
+    # Each op runs whole on one thread, so A's ops do not wait behind shards
+    # of B's convolutions queued in the shared intra-op pool; 4 inter-op
+    # threads let A's ops run beside B's, time-sliced by the kernel.
+    "intra-op 1": (("--tensorflow_intra_op_parallelism=1",
+                    "--tensorflow_inter_op_parallelism=4"), False),
+    # B in a second server process: the same CPU taken from A, no GIL or
+    # thread pool shared; what any in-process scheme can at best reach here.
+    "B in another process": ((), True),
+}
+
+_ROUNDS = flags.DEFINE_integer("rounds", 2, "Quiet/churn pairs per arm.")
 _SECONDS = flags.DEFINE_float("seconds", 30.0, "Seconds per phase (at least).")
 _CLIENTS = flags.DEFINE_integer("clients", 2, "Clients of model A.")
+_ARMS_FLAG = flags.DEFINE_list("arms", list(_ARMS), "Arms to run, of: "
+                               + ", ".join(_ARMS) + ".")
 _FORMAT = flags.DEFINE_enum("format", "table", ["table", "json"], "Output.")
 
 
@@ -55,91 +84,166 @@ def _export_resnet50(base: str) -> None:
       [str(i) for i in range(1000)]), base)
 
 
-def _churn(models, predictions, tiny, big, image, stop: threading.Event,
-           cycles: list) -> None:
+def _cpu_seconds(pid: int) -> float:
+  """User + system CPU of a running process (all its threads)."""
+  with open(f"/proc/{pid}/stat") as f:
+    fields = f.read().rsplit(")", 1)[1].split()
+  return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Server:
+  """The server binary on a free port, serving `models` (name -> base)."""
+
+  def __init__(self, root: str, models: dict[str, str], extra_flags=()):
+    self.port = processes.free_port()
+    config_path = os.path.join(root, f"models.{self.port}.config")
+    with open(config_path, "w") as f:
+      f.write(str(model_config.models_config(models)))
+    self.process = subprocess.Popen(
+        processes.command("tf_resnet.serving.server", f"--port={self.port}",
+                          f"--model_config_file={config_path}",
+                          "--file_system_poll_wait_seconds=0",
+                          "--enable_model_warmup=false", *extra_flags),
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    self.channel = None
+    if "Serving gRPC" not in self.process.stdout.readline():
+      self.stop()
+      raise RuntimeError("the server did not start")
+    self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+    self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
+    self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(
+        self.channel)
+
+  def stop(self) -> None:
+    if self.channel is not None:
+      self.channel.close()
+    self.process.terminate()
+    self.process.wait(timeout=60)
+
+
+def _churn(server: _Server, keep: dict[str, str], big: str, image,
+           stop: threading.Event, stages: list) -> None:
+  """Loads B, asks it once, unloads it, until `stop`; records the stages."""
   while not stop.is_set():
-    for wanted in ({"a": tiny, "b": big}, {"a": tiny}):
-      status = models.HandleReloadConfigRequest(
+    for stage, wanted in (("load", dict(keep, b=big)), ("unload", keep)):
+      began = time.perf_counter()
+      status = server.models.HandleReloadConfigRequest(
           model_management_pb2.ReloadConfigRequest(
               config=model_config.models_config(wanted)),
           timeout=1800).status
       if status.error_code:
         raise RuntimeError(f"reload failed: {status}")
-      if "b" in wanted:
-        predictions.Classify(protocol.classify_request(
+      stages.append((stage, began, time.perf_counter()))
+      if stage == "load":
+        began = time.perf_counter()
+        server.predictions.Classify(protocol.classify_request(
             image, "b", "classify_single_view"), timeout=300)
-    cycles.append(1)
+        stages.append(("b_request", began, time.perf_counter()))
+
+
+def _p99_during(latencies, stages, stage: str) -> Optional[float]:
+  """A's p99 over the requests whose midpoint fell in a `stage` of churn."""
+  ms = [(end - began) * 1000 for began, end in latencies
+        if any(s == stage and b <= (began + end) / 2 <= e
+               for s, b, e in stages)]
+  return round(float(np.percentile(ms, 99)), 1) if ms else None
+
+
+def _phase(a: _Server, b: Optional[_Server], request, churn_args,
+           churn: bool) -> dict:
+  """A's latency for `--seconds`, with B churning (in `b`, or `a`) or not."""
+  latencies, stop, stages = [], threading.Event(), []
+
+  def client():
+    while not stop.is_set():
+      began = time.perf_counter()
+      a.predictions.Classify(request, timeout=120)
+      latencies.append((began, time.perf_counter()))
+
+  threads = [threading.Thread(target=client) for _ in range(_CLIENTS.value)]
+  if churn:
+    threads.append(threading.Thread(target=_churn, args=(
+        b or a, *churn_args, stop, stages)))
+  pids = [s.process.pid for s in (a, b) if s is not None]
+  servers_cpu = sum(map(_cpu_seconds, pids))
+  began = time.perf_counter()
+  with machine.OthersLoad() as others:
+    for t in threads:
+      t.start()
+    time.sleep(_SECONDS.value)
+    stop.set()
+    for t in threads:
+      t.join()  # A churn phase ends with B unloaded.
+  servers_cores = ((sum(map(_cpu_seconds, pids)) - servers_cpu)
+                   / (time.perf_counter() - began))
+  ms = np.array([end - b for b, end in latencies]) * 1000
+  return {"phase": "churn" if churn else "quiet",
+          "requests": len(ms),
+          "p50_ms": round(float(np.percentile(ms, 50)), 1),
+          "p99_ms": round(float(np.percentile(ms, 99)), 1),
+          "p99_during_b_load_ms": _p99_during(latencies, stages, "load"),
+          "p99_during_b_request_ms": _p99_during(latencies, stages,
+                                                 "b_request"),
+          "b_load_unload_cycles": sum(s == "unload" for s, _, _ in stages),
+          "servers_cores": round(servers_cores, 2),
+          # OthersLoad counts the servers (children still running) as others.
+          "others_cores": (None if others.cores is None else
+                           round(max(0.0, others.cores - servers_cores), 2))}
+
+
+def _round(arm: str, round_: int, root: str, tiny: str, big: str,
+           image_a, image_b) -> list[dict]:
+  """One quiet and one churn phase of an arm, on servers of its own."""
+  extra_flags, b_elsewhere = _ARMS[arm]
+  servers = [_Server(root, {"a": tiny}, extra_flags)]
+  try:
+    if b_elsewhere:  # B's server serves A too, as A's does during churn.
+      servers.append(_Server(root, {"a": tiny}, extra_flags))
+    a, b = servers[0], (servers[1] if b_elsewhere else None)
+    request = protocol.classify_request(image_a, "a", "serving_default")
+    a.predictions.Classify(request, timeout=120)
+    return [dict(arm=arm, round=round_, **_phase(
+        a, b, request, ({"a": tiny}, big, image_b), churn))
+            for churn in (False, True)]
+  finally:
+    for server in servers:
+      server.stop()
 
 
 def main(argv):
   del argv
+  for arm in _ARMS_FLAG.value:
+    if arm not in _ARMS:
+      raise app.UsageError(f"`--arms`: unknown arm {arm!r}, not one of "
+                           f"{list(_ARMS)}")
   root = tempfile.mkdtemp()
   tiny = os.path.join(root, "tiny")
   exports.tiny_export(tiny)
   big = os.path.join(root, "resnet50")
   _export_resnet50(big)
-  port = processes.free_port()
-  config_path = os.path.join(root, "models.config")
-  with open(config_path, "w") as f:
-    f.write(str(model_config.models_config({"a": tiny})))
-  server = subprocess.Popen(
-      processes.command("tf_resnet.serving.server", f"--port={port}",
-                        f"--model_config_file={config_path}",
-                        "--file_system_poll_wait_seconds=0",
-                        "--enable_model_warmup=false"),
-      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), stdout=subprocess.PIPE,
-      stderr=subprocess.DEVNULL, text=True)
-  try:
-    if "Serving gRPC" not in server.stdout.readline():
-      raise RuntimeError("the server did not start")
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    models = model_service_pb2_grpc.ModelServiceStub(channel)
-    predictions = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-    image_a = [tf.io.encode_png(np.full([32, 32, 3], 90, np.uint8)).numpy()]
-    image_b = [tf.io.encode_jpeg(np.random.RandomState(0).uniform(
-        0, 255, [375, 500, 3]).astype(np.uint8)).numpy()]
-    request = protocol.classify_request(image_a, "a", "serving_default")
-    predictions.Classify(request, timeout=120)
-    rows = []
-    for phase in range(2 * _PHASES.value):
-      churn = phase % 2 == 1
-      latencies, stop, cycles = [], threading.Event(), []
-
-      def client():
-        while not stop.is_set():
-          began = time.perf_counter()
-          predictions.Classify(request, timeout=120)
-          latencies.append(time.perf_counter() - began)
-
-      threads = [threading.Thread(target=client)
-                 for _ in range(_CLIENTS.value)]
-      if churn:
-        threads.append(threading.Thread(target=_churn, args=(
-            models, predictions, tiny, big, image_b, stop, cycles)))
-      for t in threads:
-        t.start()
-      time.sleep(_SECONDS.value)
-      stop.set()
-      for t in threads:
-        t.join()  # A churn phase ends with B unloaded.
-      ms = np.array(latencies) * 1000
-      rows.append({"phase": "churn" if churn else "quiet",
-                   "requests": len(ms),
-                   "p50_ms": round(float(np.percentile(ms, 50)), 1),
-                   "p99_ms": round(float(np.percentile(ms, 99)), 1),
-                   "b_load_unload_cycles": len(cycles)})
-    channel.close()
-  finally:
-    server.terminate()
-    server.wait(timeout=60)
-  quiet = [r["p99_ms"] for r in rows if r["phase"] == "quiet"]
-  churn = [r["p99_ms"] for r in rows if r["phase"] == "churn"]
-  summary = {"churn_p99_over_quiet_p99": round(max(churn) / max(quiet), 2),
+  image_a = [tf.io.encode_png(np.full([32, 32, 3], 90, np.uint8)).numpy()]
+  image_b = [tf.io.encode_jpeg(np.random.RandomState(0).uniform(
+      0, 255, [375, 500, 3]).astype(np.uint8)).numpy()]
+  rows = []
+  for round_ in range(_ROUNDS.value):  # Arms interleaved: same conditions.
+    for arm in _ARMS_FLAG.value:
+      rows += _round(arm, round_, root, tiny, big, image_a, image_b)
+  ratios = {}
+  for quiet, churn in zip(rows[::2], rows[1::2]):
+    ratios.setdefault(quiet["arm"], []).append(
+        round(churn["p99_ms"] / quiet["p99_ms"], 2))
+  summary = {"churn_p99_over_quiet_p99": ratios,
+             "median": {arm: float(np.median(r)) for arm, r in ratios.items()},
              "cpu": machine.cpu_model(), "load_average": os.getloadavg()}
   machine.print_rows(rows, lambda r: (
-      f"{r['phase']:<5} {r['requests']:>6} requests of A, p50 "
-      f"{r['p50_ms']} ms, p99 {r['p99_ms']} ms; B loaded and unloaded "
-      f"{r['b_load_unload_cycles']} times"), summary, _FORMAT.value == "json")
+      f"{r['arm']:<20} {r['phase']:<5} {r['requests']:>6} requests of A, "
+      f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms (during B's load "
+      f"{r['p99_during_b_load_ms']}, B's request "
+      f"{r['p99_during_b_request_ms']}); B loaded and unloaded "
+      f"{r['b_load_unload_cycles']} times; servers {r['servers_cores']} "
+      f"cores, others {r['others_cores']}"), summary,
+                     _FORMAT.value == "json")
 
 
 if __name__ == "__main__":
