@@ -104,10 +104,13 @@ class Server:
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max_message_bytes),
                *channel_arguments]
+    # The bound is the interceptor's, so that a refused call gets TF
+    # Serving's words; gRPC's own pool runs nothing the interceptor admits.
+    self._interceptor = interceptors.RequestInterceptor(
+        max_concurrent_rpcs=max_concurrent_rpcs or workers, workers=workers)
     self._grpc = grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=workers),
-        options=options, interceptors=[interceptors.RequestInterceptor()],
-        maximum_concurrent_rpcs=max_concurrent_rpcs or workers)
+        options=options, interceptors=[self._interceptor])
     services.add_to_server(self._grpc, self.models, log_requests)
     if profiler:  # As TF Serving's server.cc.
       profiler_lib.add_to_server(self._grpc)
@@ -164,6 +167,7 @@ class Server:
     if self._rest is not None:
       self._rest.stop(grace)
     self._grpc.stop(grace).wait()
+    self._interceptor.shutdown()
     self.models.stop()
     metrics.unwatch_models(self.models)
 

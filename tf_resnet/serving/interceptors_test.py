@@ -40,6 +40,7 @@ class GrpcLimitsTest(tf.test.TestCase):
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     self.addCleanup(channel.close)
     self.models = server.models
+    self.interceptor = server._interceptor  # pylint: disable=protected-access
     return prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
   def _blocking_predict(self, release: threading.Event):
@@ -73,6 +74,13 @@ class GrpcLimitsTest(tf.test.TestCase):
         stub.Predict(self.request, timeout=5)
       self.assertEqual(caught.exception.code(),
                        grpc.StatusCode.RESOURCE_EXHAUSTED)
+      # TF Serving gives --grpc_max_threads to gRPC C++'s thread quota
+      # (tensorflow/serving 9d981c5c, model_servers/server.cc:412-414), whose
+      # sync server answers with kServerThreadpoolExhausted (grpc/grpc
+      # 97146d6d, src/cpp/server/server_cc.cc:93): not gRPC Python's
+      # "Concurrent RPC limit exceeded!".
+      self.assertEqual(caught.exception.details(),
+                       "Server Threadpool Exhausted")
       self.assertLess(time.monotonic() - began, 1.0)  # Refused, not queued.
       release.set()
       for future in running:
@@ -81,6 +89,20 @@ class GrpcLimitsTest(tf.test.TestCase):
     # Once the calls in flight are done, calls are served again.
     self.assertIn("probabilities", stub.Predict(self.request,
                                                 timeout=30).outputs)
+
+  def test_a_cancelled_call_frees_its_place(self):
+    stub = self._server(workers=1, max_concurrent_rpcs=1)
+    release = threading.Event()
+    blocking, calls = self._blocking_predict(release)
+    with mock.patch.object(services, "handle_predict", blocking):
+      running = stub.Predict.future(self.request, timeout=30)
+      self._wait_for(lambda: len(calls) == 1)
+      running.cancel()
+      release.set()
+      # The bound is free again once the cancelled call has ended.
+      self._wait_for(lambda: self.interceptor.in_flight == 0)
+      self.assertIn("probabilities", stub.Predict(self.request,
+                                                  timeout=30).outputs)
 
   def test_the_model_does_not_run_once_the_deadline_has_passed(self):
     stub = self._server(workers=2)
