@@ -50,6 +50,9 @@ from tf_resnet.serving import rest_api_handler
 _LOG = logging.getLogger("tf_resnet.serving.requests")
 _SERVER_LOG = logging.getLogger("tf_resnet.serving")
 _ORIGIN = re.compile(r"https?://")
+# Answers up to this size are joined and written with their headers at once
+# (one send); bigger ones go out piece by piece, never copied whole.
+_ONE_WRITE_BYTES = 64 * 1024
 # TF Serving's AddCORSHeaders (http_rest_api_util.cc).
 _CORS_HEADERS = (("Access-Control-Allow-Origin", "*"),
                  ("Access-Control-Allow-Methods", "POST, GET"),
@@ -245,7 +248,7 @@ class _Request(httputil.HTTPMessageDelegate):
       pieces = [data]
     else:
       # Tensors in the body are JSON text already (json_writer.RawJson),
-      # written piece by piece: the answer is never copied whole.
+      # written piece by piece: a big answer is never copied whole.
       pieces = (json_writer.pieces(reply.body) if reply.body is not None
                 else [])
     size = sum(map(len, pieces))
@@ -263,10 +266,15 @@ class _Request(httputil.HTTPMessageDelegate):
         "HTTP/1.1", reply.status,
         httputil.responses.get(reply.status, "Unknown"))
     try:
-      self._connection.write_headers(start, headers)
-      if self.method != "HEAD":
-        for piece in pieces:
-          self._connection.write(piece)
+      if self.method == "HEAD":
+        pieces = []
+      elif size <= _ONE_WRITE_BYTES:
+        # A small answer goes out with its headers in one send.
+        pieces = [b"".join(pieces)]
+      self._connection.write_headers(start, headers,
+                                     pieces[0] if pieces else None)
+      for piece in pieces[1:]:
+        self._connection.write(piece)
       self._connection.finish()
     except Exception:  # pylint: disable=broad-except
       _SERVER_LOG.debug("cannot write a REST answer", exc_info=True)

@@ -17,6 +17,8 @@ answer is `RawJson` text that `dumps` splices into the response body.
 
 import decimal
 import json
+import math
+import struct
 from typing import Any, Iterator
 
 import numpy as np
@@ -126,8 +128,35 @@ def _round_digits(magnitude: np.ndarray, exponent: np.ndarray,
   return mantissa.astype(np.int64), exponent + carry, uncertain
 
 
+# The smallest normal float32, and a float64's 29 bits below a float32's
+# mantissa, which are exactly 1000...0 at a midpoint between two float32s.
+_FLOAT32_MIN_NORMAL = float(np.finfo(np.float32).tiny)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_BELOW_FLOAT32 = (1 << 29) - 1
+_FLOAT32_MIDPOINT = 1 << 28
+
+
 def _reads_back(text: str, value: np.float32) -> bool:
-  """Whether `text` parses to the float32 `value` (round half to even)."""
+  """Whether `text` parses to the float32 `value` (round half to even).
+
+  `float(text)` is the decimal correctly rounded to float64; rounding that
+  to float32 gives the decimal's own float32 rounding unless the float64 is
+  exactly a midpoint between two float32s (rounding is monotonic and the
+  midpoints of normal float32s are float64s), so only midpoints and
+  subnormals take exact decimal arithmetic (`_reads_back_exact`).
+  """
+  number = float(text)
+  if number == 0.0:
+    return value == 0
+  bits = struct.unpack("<Q", struct.pack("<d", number))[0]
+  if (not _FLOAT32_MIN_NORMAL <= abs(number) <= _FLOAT32_MAX
+      or bits & _BELOW_FLOAT32 == _FLOAT32_MIDPOINT):
+    return _reads_back_exact(text, value)
+  return np.float32(number) == value
+
+
+def _reads_back_exact(text: str, value: np.float32) -> bool:
+  """`_reads_back` in exact decimal arithmetic."""
   number = decimal.Decimal(text)
   with np.errstate(over="ignore"):
     below = np.nextafter(value, np.float32(-np.inf))
@@ -146,9 +175,9 @@ def decimal_text(value) -> str:
   """One float32 or float64 as TF Serving's WriteDecimal writes it (exact)."""
   value = value if isinstance(value, np.floating) else np.float64(value)
   number = float(value)
-  if np.isnan(number):
+  if math.isnan(number):
     return "NaN"
-  if np.isinf(number):
+  if math.isinf(number):
     return "-Infinity" if number < 0 else "Infinity"
   text = "%g" % number
   if value.dtype == np.float32:
@@ -295,6 +324,21 @@ def _row_texts(rows: np.ndarray) -> list[str]:
   return texts
 
 
+# Up to this many values, an array is written value by value: the
+# vectorised plan's few dozen numpy calls cost more than formatting a few
+# values one at a time (a predict answer's 10 probabilities: ~0.9 ms against
+# ~0.05 ms on the 2-core EPYC), and REST answers are mostly that small.
+_SMALL = 64
+
+
+def _nested(texts: list[str], shape: tuple[int, ...]) -> str:
+  if len(shape) == 1:
+    return "[" + ", ".join(texts) + "]"
+  step = len(texts) // shape[0]
+  return "[" + ", ".join(_nested(texts[i * step:(i + 1) * step], shape[1:])
+                         for i in range(shape[0])) + "]"
+
+
 def array_json(array: np.ndarray) -> RawJson:
   """A numeric or bool array (any rank) as TF Serving writes its tensor.
 
@@ -308,4 +352,9 @@ def array_json(array: np.ndarray) -> RawJson:
     return RawJson(_strings(array.reshape(1))[0].encode())
   if array.size == 0:
     return RawJson(_scalar(np.zeros(array.shape).tolist()))
+  if array.size <= _SMALL:
+    flat = array.reshape(-1)
+    texts = ([decimal_text(v) for v in flat] if flat.dtype == np.float32
+             else _strings(flat))
+    return RawJson(_nested(texts, array.shape).encode())
   return RawJson(_pieces(array))

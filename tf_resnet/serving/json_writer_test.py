@@ -52,7 +52,47 @@ class DecimalTest(tf.test.TestCase):
     self.assertEqual(got, expected)
 
 
+  def test_reading_back_through_float64_agrees_with_exact_decimals(self):
+    # pylint: disable=protected-access
+    rng = np.random.default_rng(1)
+    values = np.concatenate([
+        rng.normal(0, 1, 5000).astype(np.float32),
+        rng.integers(0, 2**32, 20000, dtype=np.uint64).astype(
+            np.uint32).view(np.float32)])
+    values = values[np.isfinite(values)]
+    with np.errstate(all="ignore"):
+      above = np.nextafter(values, np.float32(np.inf))
+    texts = []
+    for value, neighbour in zip(values, above):
+      texts += [(t, value) for t in ("%g" % value, "%.9g" % value)]
+      # Midpoints between neighbours, where rounding twice can go wrong.
+      midpoint = (float(value) + float(neighbour)) / 2
+      texts += [(repr(midpoint), value), (repr(midpoint), neighbour)]
+    for text, value in texts:
+      self.assertEqual(json_writer._reads_back(text, value),
+                       json_writer._reads_back_exact(text, value),
+                       (text, value))
+
+
 class ArrayTest(tf.test.TestCase):
+
+  def test_small_arrays_match_the_vectorised_writer(self):
+    # pylint: disable=protected-access
+    rng = np.random.default_rng(2)
+    values = np.concatenate([
+        (rng.normal(0, 1, 3000) * 10.0 ** rng.integers(-40, 38, 3000)
+         ).astype(np.float32),
+        rng.integers(0, 2**32, 3000, dtype=np.uint64).astype(
+            np.uint32).view(np.float32)])
+    for start in range(0, values.size - 60, 60):
+      block = values[start:start + 60]
+      for shape in ([60], [3, 20], [3, 4, 5]):
+        array = block.reshape(shape)
+        self.assertLessEqual(array.size, json_writer._SMALL)
+        with np.errstate(all="ignore"):
+          self.assertEqual(
+              json_writer.array_json(array).text,
+              json_writer.RawJson(json_writer._pieces(array)).text)
 
   def test_shapes_and_types(self):
     for shape in ([3], [2, 3], [2, 1, 3], [1, 1, 1, 2], [70000], [2, 40000]):
