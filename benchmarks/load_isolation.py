@@ -234,7 +234,8 @@ def main(argv):
     ratios.setdefault(quiet["arm"], []).append(
         round(churn["p99_ms"] / quiet["p99_ms"], 2))
   summary = {"churn_p99_over_quiet_p99": ratios,
-             "median": {arm: float(np.median(r)) for arm, r in ratios.items()},
+             "median": {arm: round(float(np.median(r)), 2)
+                        for arm, r in ratios.items()},
              "cpu": machine.cpu_model(), "load_average": os.getloadavg()}
   machine.print_rows(rows, lambda r: (
       f"{r['arm']:<20} {r['phase']:<5} {r['requests']:>6} requests of A, "
