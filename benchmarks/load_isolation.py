@@ -104,7 +104,7 @@ class _Server:
                           f"--model_config_file={config_path}",
                           "--file_system_poll_wait_seconds=0",
                           "--enable_model_warmup=false", *extra_flags),
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        env=startup.user_environ(TF_CPP_MIN_LOG_LEVEL="2"),
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     self.channel = None
     if "Serving gRPC" not in self.process.stdout.readline():

@@ -72,7 +72,7 @@ def _start_server(base: str, batching: bool, max_clients: int):
               "max_enqueued_batches { value: 100 }\n"
               "num_batch_threads { value: 1 }\n")
     args += ["--enable_batching", f"--batching_parameters_file={params}"]
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  env = startup.user_environ(TF_CPP_MIN_LOG_LEVEL="2")
   stderr = tempfile.TemporaryFile("w+")
   server = subprocess.Popen(args, env=env, stdout=subprocess.PIPE,
                             stderr=stderr, text=True)

@@ -132,7 +132,7 @@ def _arm(code, env_extra, tiny: str, big: str, warmup, cycles: int) -> dict:
           "--enable_model_warmup=false"]
   command = ([sys.executable, "-c", code, *args] if code else
              processes.command("tf_resnet.serving.server", *args))
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **env_extra)
+  env = startup.user_environ(TF_CPP_MIN_LOG_LEVEL="2", **env_extra)
   stderr = tempfile.TemporaryFile("w+")
   server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                             stderr=stderr, text=True)

@@ -26,7 +26,10 @@ default and 245 with oneDNN (the 3x3-convolution peak 81 and 122 GFLOP/s);
 PyTorch, whose CPU convolutions are oneDNN's everywhere, ran the same step at
 224. `use_onednn()` sets TF_ENABLE_ONEDNN_OPTS=1 on x86-64 (on CPUs where it
 is already TensorFlow's default this changes nothing); TF_ENABLE_ONEDNN_OPTS=0
-keeps Eigen.
+keeps Eigen. The server does not call it: on the same AVX2 CPUs oneDNN runs a
+batch of one image 14-20x longer than Eigen (a batch of 32 about as fast), and
+a server answers single requests (benchmarks/onednn_inference.py,
+docs/performance.md#onednn-and-the-server).
 
 Devices. The server keeps TensorFlow's errors visible (level 2), so its
 first device query printed `E0000 ... failed call to cuInit: ... CUDA error`
@@ -77,6 +80,10 @@ def quiet_tensorflow_logs(argv: Optional[Sequence[str]] = None) -> bool:
   return True
 
 
+# The variables `use_onednn` set in this process (not the user).
+_SET_HERE: set[str] = set()
+
+
 def use_onednn(machine: Optional[str] = None) -> bool:
   """Sets TF_ENABLE_ONEDNN_OPTS=1 on x86-64 unless the user set it.
 
@@ -92,7 +99,19 @@ def use_onednn(machine: Optional[str] = None) -> bool:
   if machine.lower() not in ("x86_64", "amd64"):
     return False
   os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
+  _SET_HERE.add("TF_ENABLE_ONEDNN_OPTS")
   return True
+
+
+def user_environ(**extra: str) -> dict[str, str]:
+  """This process's environment without the oneDNN choice `use_onednn` made.
+
+  For another binary started from here (a benchmark's server): it makes its
+  own choice, as when a user starts it, instead of inheriting this one's.
+  """
+  env = {k: v for k, v in os.environ.items() if k not in _SET_HERE}
+  env.update(extra)
+  return env
 
 
 def drop_log_lines(text: str, min_level: int) -> str:

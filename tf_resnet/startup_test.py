@@ -2,6 +2,7 @@
 
 import io
 import os
+import subprocess
 import sys
 import types
 from unittest import mock
@@ -40,6 +41,17 @@ class QuietTest(absltest.TestCase):
       self.assertFalse(startup.use_onednn("x86_64"))
       self.assertEqual(os.environ["TF_ENABLE_ONEDNN_OPTS"], "0")
 
+  def test_binaries_started_from_here_make_their_own_onednn_choice(self):
+    with mock.patch.dict(os.environ, {"A": "1"}, clear=True), \
+         mock.patch.object(startup, "_SET_HERE", set()):
+      startup.use_onednn("x86_64")
+      self.assertEqual(startup.user_environ(B="2"), {"A": "1", "B": "2"})
+    with mock.patch.dict(os.environ, {"TF_ENABLE_ONEDNN_OPTS": "1"},
+                         clear=True), \
+         mock.patch.object(startup, "_SET_HERE", set()):
+      startup.use_onednn("x86_64")  # The user's choice: passed on.
+      self.assertEqual(startup.user_environ(), {"TF_ENABLE_ONEDNN_OPTS": "1"})
+
   def test_prepare_does_both_then_imports_tensorflow_when_quiet(self):
     with mock.patch.dict(os.environ, clear=True), \
          mock.patch("platform.machine", return_value="x86_64"), \
@@ -52,6 +64,31 @@ class QuietTest(absltest.TestCase):
          mock.patch.object(startup, "import_tensorflow") as import_tf:
       startup.prepare_tensorflow(["train", "--verbosity=0"])
       import_tf.assert_not_called()  # The user asked for TensorFlow's logs.
+
+
+class OneDnnInProcessesTest(absltest.TestCase):
+  """Which processes run oneDNN's kernels, as TensorFlow itself reports."""
+
+  def _onednn_enabled(self, *imports: str) -> bool:
+    # Without the test process's own TF_ENABLE_ONEDNN_OPTS (conftest sets it
+    # as the training binaries do): what a user's shell would give.
+    env = {k: v for k, v in processes.env().items()
+           if k != "TF_ENABLE_ONEDNN_OPTS"}
+    code = "".join(f"import {m}\n" for m in imports) + (
+        "from tensorflow.python.util import _pywrap_util_port\n"
+        "print(_pywrap_util_port.IsMklEnabled())\n")
+    run = subprocess.run([sys.executable, "-c", code], env=env,
+                         capture_output=True, text=True, check=False,
+                         timeout=processes.TIMEOUT_SECS)
+    self.assertEqual(run.returncode, 0, run.stderr[-2000:])
+    return run.stdout.strip().splitlines()[-1] == "True"
+
+  def test_the_server_keeps_tensorflows_choice(self):
+    # A request of one image runs ~14-20x longer under oneDNN on AVX2 CPUs,
+    # where TensorFlow keeps it off (benchmarks/onednn_inference.py); the
+    # training binaries turn it on (test_onednn_on_x86_64_...).
+    self.assertEqual(self._onednn_enabled("tf_resnet.serving.server"),
+                     self._onednn_enabled("tensorflow"))
 
 
 # What TensorFlow 2.21 writes to standard error while its libraries load.

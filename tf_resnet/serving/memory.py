@@ -9,8 +9,9 @@ server that swaps versions looks as if it leaked (TF Serving #1664: 10 ->
 returns the free pages in each (glibc >= 2.8). benchmarks/unload_memory.py
 measures it against the same server without it, in one run.
 
-What no trim can return: with oneDNN on (TF_ENABLE_ONEDNN_OPTS=1, which
-startup.use_onednn sets), TensorFlow's CPU allocator is MklCPUAllocator,
+What no trim can return: with oneDNN on (TensorFlow's default on CPUs with
+AVX-512 VNNI/BF16 or AMX, or TF_ENABLE_ONEDNN_OPTS=1; the server keeps
+TensorFlow's choice), TensorFlow's CPU allocator is MklCPUAllocator,
 which serves every allocation of 4 KiB or more, the restored weights among
 them, from a BFCAllocator (tensorflow/core/common_runtime/mkl_cpu_allocator.h).
 BFC grows by regions and frees a region only when an allocation would

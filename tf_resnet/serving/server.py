@@ -49,7 +49,11 @@ from tf_resnet import startup  # pylint: disable=g-import-not-at-top
 # TF_CPP_MIN_LOG_LEVEL says otherwise.
 _QUIET = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-startup.use_onednn()
+# oneDNN stays TensorFlow's choice here (on for CPUs with AVX-512 VNNI/BF16
+# or AMX, Eigen elsewhere), unlike the training binaries, which turn it on
+# on every x86-64 CPU: it speeds training batches on AVX2, but a request of
+# one image there runs ~20x longer (ResNet-50 2.1-2.8 s of CPU against
+# 0.13-0.16 s with Eigen; docs/performance.md#onednn-and-the-server).
 if _QUIET:
   startup.import_tensorflow(2)
   # Before absl's app.run, whose start-up makes TensorFlow's first device
