@@ -5,14 +5,21 @@ import socket
 import subprocess
 import sys
 
+from tf_resnet import startup
+
 # Long enough for TensorFlow's import and a tiny run on a loaded 2-core
 # machine; a hung binary still fails the test.
 TIMEOUT_SECS = 300
 
 
 def env(**extra: str) -> dict[str, str]:
-  """The environment for a binary under test: TensorFlow's C++ logs quiet."""
-  return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **extra)
+  """The environment for a binary under test: TensorFlow's C++ logs quiet.
+
+  Without the oneDNN setting the test process made for itself (conftest):
+  each binary makes its own choice, as when a user starts it (the server
+  keeps TensorFlow's, the training binaries turn oneDNN on).
+  """
+  return startup.user_environ(**{"TF_CPP_MIN_LOG_LEVEL": "3", **extra})
 
 
 def command(module: str, *args: str) -> list[str]:
