@@ -70,14 +70,12 @@ class OneDnnInProcessesTest(absltest.TestCase):
   """Which processes run oneDNN's kernels, as TensorFlow itself reports."""
 
   def _onednn_enabled(self, *imports: str) -> bool:
-    # Without the test process's own TF_ENABLE_ONEDNN_OPTS (conftest sets it
-    # as the training binaries do): what a user's shell would give.
-    env = {k: v for k, v in processes.env().items()
-           if k != "TF_ENABLE_ONEDNN_OPTS"}
+    # processes.env() leaves out the oneDNN setting conftest made for the
+    # test process: what a user's shell would give.
     code = "".join(f"import {m}\n" for m in imports) + (
         "from tensorflow.python.util import _pywrap_util_port\n"
         "print(_pywrap_util_port.IsMklEnabled())\n")
-    run = subprocess.run([sys.executable, "-c", code], env=env,
+    run = subprocess.run([sys.executable, "-c", code], env=processes.env(),
                          capture_output=True, text=True, check=False,
                          timeout=processes.TIMEOUT_SECS)
     self.assertEqual(run.returncode, 0, run.stderr[-2000:])
