@@ -259,11 +259,96 @@ def resample_window(pixels: tf.Tensor, window: SourceWindow,
     return sample(image, 1.0)
 
   # Padding copies the window (a tenth of the pipeline's time): only when a
-  # position falls outside it.
-  outside = tf.logical_or(
-      tf.reduce_any(window.first < 0.0),
-      tf.reduce_any(window.last > tf.cast(window.size - 1, tf.float32)))
-  return tf.cond(outside, padded, lambda: sample(pixels, 0.0))
+  # position falls outside it, or on its edge.
+  return tf.cond(_reads_edge(window), padded, lambda: sample(pixels, 0.0))
+
+
+# How close to a window's edge (in pixels) a sampling position must come for
+# the window to be padded. crop_and_resize recomputes the positions from the
+# normalized box, in float32, and can land a few ulps beyond a position on
+# the edge; beyond it, it writes its extrapolation value (0) instead of the
+# edge pixel. That happens for a crop whose first or last position is the
+# window's edge exactly (the shorter side drawn equal to the image's, the
+# crop at the border: for windows of 275 or 311 pixels, for instance): a
+# black last row or column. A few ulps are far below 0.01 pixel at any
+# image size TensorFlow decodes.
+_EDGE_MARGIN = 0.01
+
+
+def _reads_edge(window: SourceWindow) -> tf.Tensor:
+  """Whether a sampling position lies outside `window` or within _EDGE_MARGIN of its edge."""
+  return tf.logical_or(
+      tf.reduce_any(window.first < _EDGE_MARGIN),
+      tf.reduce_any(window.last > tf.cast(window.size - 1, tf.float32)
+                    - _EDGE_MARGIN))
+
+
+def sampling_box(pixels: tf.Tensor, window: SourceWindow,
+                 flip: Optional[tf.Tensor] = None
+                 ) -> tuple[tf.Tensor, tf.Tensor]:
+  """`resample_window`'s work before the resampling: the window and where to sample it.
+
+  For resampling elsewhere (`resample_windows`, on the accelerator): the
+  window is padded by one replicated pixel on every side exactly when
+  `resample_window` pads it, and the positions move with it.
+
+  Args:
+    pixels: the window, uint8 [rows, columns, 3] as `window.size` says.
+    window: from `source_window`.
+    flip: a bool scalar: mirror the crop left-right.
+
+  Returns:
+    The window, uint8 (padded or not), and the sampling box in its pixel
+    coordinates, float32 [4]: the first row's and column's positions, then
+    the last row's and column's (the columns swapped when flipped).
+  """
+
+  def padded():
+    image = tf.concat([pixels[:1], pixels, pixels[-1:]], axis=0)
+    image = tf.concat([image[:, :1], image, image[:, -1:]], axis=1)
+    return image, window.first + 1.0, window.last + 1.0
+
+  pixels, first, last = tf.cond(_reads_edge(window), padded,
+                                lambda: (pixels, window.first, window.last))
+  if flip is not None:
+    first, last = (tf.where([False, flip], last, first),
+                   tf.where([False, flip], first, last))
+  return pixels, tf.concat([first, last], axis=0)
+
+
+def resample_windows(windows: tf.Tensor, boxes: tf.Tensor,
+                     crop: int = IMAGENET_CROP) -> tf.Tensor:
+  """`resample_window` on a batch of windows, in one `crop_and_resize` call.
+
+  Each window sits at the top left of the batch's canvas (zeros beyond it,
+  as `padded_batch` leaves them), and its box is expressed in the canvas's
+  normalized coordinates. crop_and_resize multiplies a normalized box back
+  by the image's size minus one, in float32: by the canvas's here, by the
+  window's in `resample_window`. So the positions, and the crops, agree
+  with `resample_window`'s to float32 rounding (a few ulps of a position),
+  not bit for bit; `sampling_box` keeps every position at least
+  _EDGE_MARGIN inside the window, so no rounding reads the canvas's zeros.
+
+  Args:
+    windows: uint8 or float32 [B, rows, columns, 3], from `sampling_box`,
+      padded at the bottom and right to one size.
+    boxes: their boxes, float32 [B, 4].
+    crop: the crops' side.
+
+  Returns:
+    float32 [B, crop, crop, 3].
+  """
+  windows = tf.cast(windows, tf.float32)
+  # Divided in float64, then rounded: the correctly rounded float32 quotient
+  # whether or not grappler, knowing the canvas's size, turns the division
+  # into a multiplication by the reciprocal (so a tf.function traced for one
+  # canvas size computes what eager does).
+  span = tf.cast(tf.shape(windows)[1:3] - 1, tf.float64)
+  boxes = tf.cast(tf.cast(boxes, tf.float64) / tf.tile(span, [2]),
+                  tf.float32)
+  return tf.image.crop_and_resize(windows, boxes,
+                                  tf.range(tf.shape(windows)[0]),
+                                  [crop, crop])
 
 
 def scale_augmented_window(image: tf.Tensor, seed: tf.Tensor, *,
@@ -460,6 +545,67 @@ def imagenet_train_crop(image: tf.Tensor, seed: tf.Tensor,
   shift = (tf.zeros([3]) if eigenvalues is None
            else lighting_shift(light_seed, eigenvalues, eigenvectors))
   return tf.ensure_shape(view, [crop, crop, 3]), shift
+
+
+def imagenet_train_window(image: tf.Tensor, seed: tf.Tensor,
+                          eigenvalues: Optional[tf.Tensor],
+                          eigenvectors: Optional[tf.Tensor], *, encoded: bool,
+                          scale_range: Sequence[int] = IMAGENET_SCALE_RANGE,
+                          crop: int = IMAGENET_CROP
+                          ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """`imagenet_train_crop` up to the resampling, which `imagenet_train_from_windows` does.
+
+  The draws are `imagenet_train_crop`'s, from the same seed: the input can
+  decode on the host and resample on the accelerator (as NVIDIA DALI
+  does), and the views are `imagenet_train`'s to float rounding.
+
+  Args:
+    image: uint8 [H, W, 3], or JPEG/PNG bytes when `encoded`.
+    seed: stateless seed of this example, int64 [2].
+    eigenvalues: RGB PCA eigenvalues for the lighting noise; None for none.
+    eigenvectors: RGB PCA eigenvectors (columns).
+    encoded: whether `image` is encoded bytes.
+    scale_range: inclusive range of the resized shorter side.
+    crop: output side.
+
+  Returns:
+    The decoded window, uint8 [rows, columns, 3]; its sampling box, float32
+    [4] (`sampling_box`; the flip is in it); and the colour shift, float32
+    [3] (zeros without eigenvalues).
+  """
+  window_seed, flip_seed, light_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 3))
+  pixels, window = scale_augmented_window(image, window_seed, encoded=encoded,
+                                         scale_range=scale_range, crop=crop)
+  pixels, box = sampling_box(pixels, window, flip_draw(flip_seed))
+  shift = (tf.zeros([3]) if eigenvalues is None
+           else lighting_shift(light_seed, eigenvalues, eigenvectors))
+  return pixels, box, shift
+
+
+def imagenet_train_from_windows(windows: tf.Tensor, boxes: tf.Tensor,
+                                shifts: Optional[tf.Tensor],
+                                mean_image: tf.Tensor,
+                                crop: int = IMAGENET_CROP) -> tf.Tensor:
+  """ImageNet training views from a batch of `imagenet_train_window`'s outputs.
+
+  The resampling, the flip (in the boxes), the mean and the colour noise,
+  on whole batches: what the training step runs on the accelerator when the
+  host only decodes.
+
+  Args:
+    windows: uint8 [B, rows, columns, 3], padded at the bottom and right to
+      one size (`tf.data.Dataset.padded_batch`).
+    boxes: float32 [B, 4].
+    shifts: float32 [B, 3]; None for no colour noise.
+    mean_image: per-pixel mean, float32 [crop, crop, 3].
+    crop: output side.
+
+  Returns:
+    float32 [B, crop, crop, 3].
+  """
+  return imagenet_train_finish(resample_windows(windows, boxes, crop), shifts,
+                               mean_image)
 
 
 def imagenet_train_finish(views: tf.Tensor, shifts: Optional[tf.Tensor],

@@ -86,6 +86,76 @@ class ScaleAugmentationTest(parameterized.TestCase, tf.test.TestCase):
         self.assertLessEqual(int(cols), int(np.ceil(
             224 * width / int(resized_width))) + 4)
 
+  def test_crop_on_the_window_edge_reads_the_edge(self):
+    # A crop whose first or last sampling position is the window's edge
+    # exactly: the resampling's float32 arithmetic lands such positions a
+    # few ulps outside windows of these sizes (found by a search over
+    # sizes), where crop_and_resize would write 0, a black row or column.
+    # Unscaled, so the crop is the window's own pixels.
+    rng = np.random.RandomState(3)
+    for side in (275, 311):
+      pixels = tf.constant(rng.randint(1, 256, [side, side, 3]).astype(
+          np.uint8))
+      size = tf.constant([side, side])
+      for first, flip in ((0, True), (side - 224, False)):
+        window = transforms.SourceWindow(
+            tf.zeros([2], tf.int32), size, tf.fill([2], float(first)),
+            tf.fill([2], float(first + 223)))
+        crop = transforms.resample_window(pixels, window,
+                                          flip=tf.constant(flip))
+        expected = tf.cast(pixels[first:first + 224, first:first + 224],
+                           tf.float32)
+        if flip:
+          expected = expected[:, ::-1]
+        self.assertAllClose(crop, expected, atol=0.05, rtol=0,
+                            msg=f"side={side} first={first} flip={flip}")
+
+  def test_windows_resampled_in_one_batch_equal_the_single_crops(self):
+    # The training input's other path: the host decodes windows
+    # (`sampling_box`), a batch of them is padded to its largest and
+    # resampled in one call (`resample_windows`, on the accelerator).
+    rng = np.random.RandomState(6)
+    windows, boxes, crops, padded = [], [], [], 0
+    # Enlarged (crops at its border read past it) and shrunk images.
+    for height, width in ((180, 230), (230, 180), (375, 500), (500, 375)):
+      image = tf.constant(rng.randint(0, 256, [height, width, 3]).astype(
+          np.uint8))
+      for i in range(6):
+        seed = tf.constant([height, i], tf.int64)
+        # Narrow scale ranges put many crops at the border.
+        pixels, window = transforms.scale_augmented_window(
+            image, seed, encoded=False,
+            scale_range=(224, 225) if i % 2 else (256, 480))
+        flip = tf.constant(i % 3 == 0)
+        crops.append(transforms.resample_window(pixels, window, flip=flip))
+        window_pixels, box = transforms.sampling_box(pixels, window, flip)
+        if window_pixels.shape[0] != pixels.shape[0]:
+          padded += 1
+          self.assertEqual(window_pixels.shape[:2],
+                           (pixels.shape[0] + 2, pixels.shape[1] + 2))
+          self.assertAllEqual(window_pixels[1:-1, 1:-1], pixels)
+          self.assertAllEqual(window_pixels[0, 1:-1], pixels[0])
+        windows.append(window_pixels)
+        boxes.append(box)
+        # Alone, the window is its own canvas: crop_and_resize then
+        # recomputes the positions from the same normalized box, and the
+        # crop is the single path's bit for bit.
+        self.assertAllEqual(transforms.resample_windows(
+            window_pixels[None], box[None])[0], crops[-1])
+    self.assertGreaterEqual(padded, 4)
+    rows = max(w.shape[0] for w in windows)
+    cols = max(w.shape[1] for w in windows)
+    canvas = tf.stack([tf.pad(w, [[0, rows - w.shape[0]],
+                                  [0, cols - w.shape[1]], [0, 0]])
+                       for w in windows])
+    batch = transforms.resample_windows(canvas, tf.stack(boxes))
+    # On the shared canvas the normalized boxes are multiplied back by its
+    # size, not the window's: positions differ by float32 rounding (a few
+    # ulps), values of these noise images by up to 255 times that.
+    self.assertAllClose(batch, tf.stack(crops), atol=0.05, rtol=0)
+    self.assertGreater(np.mean(batch.numpy() == tf.stack(crops).numpy()),
+                       0.25)
+
   def test_jpeg_window_decode_equals_whole_decode_then_crop(self):
     # The end-to-end view: the fused JPEG path against decoding the whole
     # file and resizing it whole, with the draws the view's seed makes.
@@ -308,6 +378,32 @@ class LightingTest(tf.test.TestCase):
       self.assertAllEqual(shifts[i], transforms.pca_lighting(
           tf.zeros([1, 1, 3]), tf.random.experimental.stateless_split(
               _seed(i), 3)[2], values, vectors)[0, 0])
+
+  def test_views_from_windows_are_the_single_image_views(self):
+    # imagenet_train_window per image, imagenet_train_from_windows per
+    # batch: imagenet_train's views, the same draws, to float rounding.
+    mean = tf.constant(_random_mean(224))
+    values = tf.constant([0.2, 0.02, 0.002])
+    vectors = tf.constant(np.linalg.qr(np.random.RandomState(1).randn(3, 3))[0],
+                          tf.float32)
+    image = tf.constant(np.random.RandomState(2).randint(
+        0, 256, [240, 320, 3]).astype(np.uint8))
+    for colour in (True, False):
+      eigenvalues = values if colour else None
+      windows, boxes, shifts = zip(*[transforms.imagenet_train_window(
+          image, _seed(i), eigenvalues, vectors, encoded=False)
+                                     for i in range(3)])
+      rows = max(w.shape[0] for w in windows)
+      cols = max(w.shape[1] for w in windows)
+      canvas = tf.stack([tf.pad(w, [[0, rows - w.shape[0]],
+                                    [0, cols - w.shape[1]], [0, 0]])
+                         for w in windows])
+      views = transforms.imagenet_train_from_windows(
+          canvas, tf.stack(boxes), tf.stack(shifts) if colour else None, mean)
+      for i in range(3):
+        self.assertAllClose(views[i], transforms.imagenet_train(
+            image, _seed(i), mean, eigenvalues, vectors, encoded=False),
+                            atol=0.05, rtol=0)
 
   def test_shift_is_per_image_along_the_components(self):
     values = tf.constant([0.2, 0.02, 0.002])
