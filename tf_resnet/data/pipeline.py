@@ -50,6 +50,12 @@ class InputConfig:
       or `fail`.
     stream_block_size: streamed sources: records per shuffled block (see
       `streaming`).
+    resample_on_device: ImageNet family: the training input decodes each
+      crop's window and leaves the resampling, flip, mean and colour noise
+      to the training step (`train_device_transform`), on the accelerator;
+      batches are then (windows, boxes, shifts), not images. The same views
+      to float rounding; the host's work per image is then little more
+      than the window's decode (docs/performance.md).
   """
 
   global_batch_size: int
@@ -60,6 +66,7 @@ class InputConfig:
   test_flip: bool = False
   on_bad_image: str = "skip"
   stream_block_size: int = streaming.BLOCK_SIZE
+  resample_on_device: bool = False
 
   def __post_init__(self):
     if self.global_batch_size < 1:
@@ -124,17 +131,71 @@ def _train_transform(source: sources.Source,
     return (transforms.imagenet_train_finish(crops, shifts if colour else None,
                                              mean), labels)
 
+  def scale_window(image, seed):  # Section 3.4, resampled in the step.
+    return transforms.imagenet_train_window(
+        image, seed, eigenvalues if colour else None, eigenvectors,
+        encoded=source.encoded, scale_range=config.scale_range)
+
   def pad_crop(image, seed):  # Section 4.2.
     return transforms.cifar_train(image, seed, mean, encoded=source.encoded)
 
-  augment, finish = {"scale": (scale, scale_finish),
-                     "pad_crop": (pad_crop, None)}[
-                         families.get(source.family).train_augmentation]
+  augmentation = _train_augmentation(source, config)
+  if config.resample_on_device:
+    augment, finish = scale_window, None
+  else:
+    augment, finish = {"scale": (scale, scale_finish),
+                       "pad_crop": (pad_crop, None)}[augmentation]
 
   def transform(image, label, seed):
     return augment(image, seed), label
 
   return transform, finish
+
+
+def _train_augmentation(source: sources.Source, config: InputConfig) -> str:
+  augmentation = families.get(source.family).train_augmentation
+  if config.resample_on_device and augmentation != "scale":
+    raise ValueError(f"`resample_on_device` applies to scale augmentation "
+                     f"(the ImageNet family) only, not to the "
+                     f"{source.family} family's {augmentation!r}")
+  return augmentation
+
+
+def train_device_transform(source: sources.Source,
+                           statistics: stats_lib.Statistics,
+                           config: InputConfig):
+  """What the training step does to a batch before the network, or None.
+
+  With `config.resample_on_device`, `train_dataset`'s batches hold each
+  crop's decoded window, its sampling box and its colour shift; this makes
+  them the views `train_dataset` gives otherwise (to float rounding:
+  `transforms.resample_windows`), in one batched call. Call it inside the
+  step, on the accelerator. Without the option there is nothing to do.
+
+  Args:
+    source: the data.
+    statistics: the training set's mean image and RGB components.
+    config: the training input's options.
+
+  Returns:
+    A function of the batch's images part, or None.
+
+  Raises:
+    ValueError: if the option is set for a family without scale
+      augmentation.
+  """
+  _train_augmentation(source, config)
+  if not config.resample_on_device:
+    return None
+  mean, _, _ = _constants(statistics)
+  colour = config.color_augmentation
+
+  def transform(windows):
+    pixels, boxes, shifts = windows
+    return transforms.imagenet_train_from_windows(
+        pixels, boxes, shifts if colour else None, mean)
+
+  return transform
 
 
 def example_index(element: tf.Tensor, num_examples: int,
@@ -155,6 +216,10 @@ def train_dataset(source: sources.Source, statistics: stats_lib.Statistics,
                   input_context: Optional[tf.distribute.InputContext] = None,
                   start_step: int = 0, split: str = "train") -> tf.data.Dataset:
   """Endless per-replica training batches of (float32 images, int32 labels).
+
+  With `config.resample_on_device`, the images part is instead (uint8
+  windows [B, rows, columns, 3], float32 boxes [B, 4], float32 colour
+  shifts [B, 3]) that `train_device_transform` makes the images.
 
   Args:
     source: the data.
@@ -209,7 +274,13 @@ def train_dataset(source: sources.Source, statistics: stats_lib.Statistics,
   ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if config.on_bad_image == "skip":
     ds = ds.ignore_errors(log_warning=True)
-  ds = ds.batch(per_replica, drop_remainder=True)
+  if config.resample_on_device:
+    # Windows differ in size: each batch is padded to its largest (zeros at
+    # the bottom and right, which the boxes never reach). The step's
+    # function sees [B, None, None, 3] and is traced once.
+    ds = ds.padded_batch(per_replica, drop_remainder=True)
+  else:
+    ds = ds.batch(per_replica, drop_remainder=True)
   if finish is not None:
     ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True)

@@ -1,5 +1,6 @@
 """Input pipelines: order, determinism, resumption, sharding across replicas, test modes."""
 
+import dataclasses
 import os
 import tempfile
 
@@ -110,6 +111,67 @@ class ImageNetTrainTest(tf.test.TestCase):
             statistics.eigenvalues if colour else None,
             statistics.eigenvectors, encoded=False)
         self.assertAllEqual(view, expected, msg=f"element {element}")
+
+
+class ResampleOnDeviceTest(tf.test.TestCase):
+  """The host decodes the windows, the step resamples them: the same batches."""
+
+  def _source(self):
+    # JPEGs of two sizes: 200x260 is enlarged by every scale (crops at its
+    # border read beyond it: the replicated-edge windows), 300x230 shrunk
+    # by the small scales.
+    rng = np.random.RandomState(4)
+    paths = []
+    for i, shape in enumerate(([200, 260, 3], [300, 230, 3]) * 4):
+      paths.append(os.path.join(self.get_temp_dir(), f"{i}.jpg"))
+      tf.io.write_file(paths[-1], tf.io.encode_jpeg(
+          rng.randint(0, 256, shape).astype(np.uint8), quality=90))
+    return sources.IndexedSource(
+        "jpegs", "imagenet", ["a", "b"], items={"train": np.array(paths)},
+        labels={"train": np.arange(8, dtype=np.int32) % 2}, encoded=True)
+
+  def test_device_batches_equal_host_batches(self):
+    source = self._source()
+    rng = np.random.RandomState(5)
+    statistics = stats.Statistics(
+        rng.uniform(60, 180, [224, 224, 3]).astype(np.float32),
+        np.asarray(stats.IMAGENET_EIGENVALUES, np.float32),
+        np.asarray(stats.IMAGENET_EIGENVECTORS, np.float32), 8, "imagenet")
+    for colour in (True, False):
+      for scale_range in ((224, 232), (256, 480)):
+        config = pipeline.InputConfig(4, seed=6, color_augmentation=colour,
+                                      scale_range=scale_range)
+        host = _take(pipeline.train_dataset(source, statistics, config), 3)
+        device_config = dataclasses.replace(config, resample_on_device=True)
+        transform = tf.function(pipeline.train_device_transform(
+            source, statistics, device_config))
+        self.assertIsNone(pipeline.train_device_transform(source, statistics,
+                                                          config))
+        device = pipeline.train_dataset(source, statistics, device_config)
+        self.assertEqual(device.element_spec[0][0].shape.as_list(),
+                         [4, None, None, 3])
+        for step, ((windows, labels), (images, host_labels)) in enumerate(
+            zip(device.take(3), host)):
+          msg = f"colour={colour} scale_range={scale_range} step={step}"
+          self.assertEqual(windows[0].dtype, tf.uint8)
+          self.assertAllEqual(labels, host_labels, msg=msg)
+          views = transform(windows)
+          # Float32 rounding of the sampling positions (transforms_test
+          # shows where it comes from): up to 1/5000 of a pixel's shift of
+          # a noise image.
+          self.assertAllClose(views, images, atol=0.05, rtol=0, msg=msg)
+          self.assertAllClose(views, pipeline.train_device_transform(
+              source, statistics, device_config)(windows), atol=0, rtol=0,
+                              msg=msg)  # Eager equals tf.function.
+
+  def test_only_scale_augmentation_resamples_on_device(self):
+    config = pipeline.InputConfig(4, resample_on_device=True)
+    with self.assertRaisesRegex(ValueError, "`resample_on_device` applies to "
+                                "scale augmentation"):
+      pipeline.train_dataset(_numbered_source(), _zero_stats(), config)
+    with self.assertRaisesRegex(ValueError, "`resample_on_device`"):
+      pipeline.train_device_transform(_numbered_source(), _zero_stats(),
+                                      config)
 
 
 class DistributedTest(tf.test.TestCase):
