@@ -180,6 +180,13 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seeds the weights, the input order "
 _COLOR_AUGMENTATION = flags.DEFINE_bool(
     "color_augmentation", True, "ImageNet family: PCA colour noise "
     "(Krizhevsky et al.).")
+_RESAMPLE_ON_DEVICE = flags.DEFINE_bool(
+    "resample_on_device", False, "ImageNet family: the input pipeline "
+    "decodes each crop's window and the training step resamples it (with "
+    "the flip, mean and colour noise) on the accelerator, as NVIDIA DALI "
+    "does; the same crops to float rounding, with less host CPU per "
+    "image. For GPUs; on a CPU it moves the work, it does not save it "
+    "(docs/performance.md, Input pipeline).")
 _PRECISION = flags.DEFINE_enum(
     "precision", "float32", list(task_lib.PRECISIONS),
     "float32, or mixed precision with float32 variables: mixed_float16 "
@@ -300,6 +307,7 @@ def build_config(source: sources.Source, strategy: str,
       stats_max_images=_STATS_MAX_IMAGES.value,
       batch_size=_BATCH_SIZE.value, seed=_SEED.value,
       color_augmentation=_COLOR_AUGMENTATION.value,
+      resample_on_device=_RESAMPLE_ON_DEVICE.value,
       kind=_SCHEDULE.value, learning_rate=_LEARNING_RATE.value,
       boundaries=(None if boundaries is None
                   else tuple(int(b) for b in boundaries)),

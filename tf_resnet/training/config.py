@@ -233,7 +233,8 @@ def paper_config(model: zoo.ModelConfig, *, dataset: str, model_dir: str,
       `families.IMAGENET`).
     model_dir: where the run lives.
     **overrides: TrainConfig fields, or the fields of its parts by their
-      names: `batch_size`, `seed`, `color_augmentation`, `holdout`,
+      names: `batch_size`, `seed`, `color_augmentation`,
+      `resample_on_device`, `holdout`,
       `data_dir`, `on_bad_file`, `stats_max_images`, and ScheduleConfig's
       (`kind`, `learning_rate`, `boundaries`, ...). None means the default.
 
@@ -271,6 +272,7 @@ def paper_config(model: zoo.ModelConfig, *, dataset: str, model_dir: str,
       global_batch_size=take("batch_size", recipe.batch_size),
       seed=take("seed", 0),
       color_augmentation=take("color_augmentation", True),
+      resample_on_device=take("resample_on_device", False),
       on_bad_image=data.on_bad_file)
   fields = {f.name for f in dataclasses.fields(TrainConfig)}
   unknown = sorted(set(values) - fields)
@@ -289,8 +291,10 @@ def paper_config(model: zoo.ModelConfig, *, dataset: str, model_dir: str,
 DECISIVE_SETTINGS = ("data.dataset", "data.holdout", "data.on_bad_file",
                      "input", "schedule", "momentum", "weight_decay",
                      "model", "trainable", "head_learning_rate")
-# Parts of those that only shape evaluations after training.
-_NOT_DECISIVE = ("input.test_scales", "input.test_flip")
+# Parts of those that only shape evaluations after training, or where the
+# same views are computed (resample_on_device: equal to float rounding).
+_NOT_DECISIVE = ("input.test_scales", "input.test_flip",
+                 "input.resample_on_device")
 
 
 def _decisive(name: str, stored: dict[str, Any]) -> bool:

@@ -86,7 +86,8 @@ class Task:
                *,
                variables: Sequence[tf.Variable],
                global_batch_size: int,
-               precision: str = "float32"):
+               precision: str = "float32",
+               input_transform: Optional[Callable[..., tf.Tensor]] = None):
     """Constructs the task.
 
     Args:
@@ -98,6 +99,9 @@ class Task:
         each replica is divided by it.
       precision: `float32`, `mixed_float16` (float16 compute, dynamic loss
         scaling) or `mixed_bfloat16`; variables stay float32.
+      input_transform: makes the images of a batch whose images part the
+        input left unfinished (`pipeline.train_device_transform`: the
+        resampling on the accelerator); None when batches hold images.
 
     Raises:
       ValueError: for an unknown precision.
@@ -108,19 +112,37 @@ class Task:
     self.learning_rate = learning_rate
     self.variables = list(variables)
     self.global_batch_size = global_batch_size
+    self.input_transform = input_transform
     self.loss_scale = (DynamicLossScale(name="loss_scale")
                        if precision == "mixed_float16" else None)
     self.step = _first_replica_variable(0, tf.int64, "global_step")
 
-  def train_step(self, inputs: tuple[tf.Tensor, tf.Tensor]
-                 ) -> dict[str, tf.Tensor]:
+  def train_step(self, inputs) -> dict[str, tf.Tensor]:
     """One step on one replica's batch; call inside `strategy.run`.
+
+    `update(prepare(inputs))`.
 
     Returns:
       This replica's sums, to be summed across replicas: `loss` (the
       cross-entropy summed over its examples), `errors` (top-1 mistakes),
       `examples`, and `nonfinite` (1.0 if its loss was not finite).
     """
+    return self.update(self.prepare(inputs))
+
+  def prepare(self, inputs) -> tuple[tf.Tensor, tf.Tensor]:
+    """The batch's (images, labels): the input's transform, if any, applied.
+
+    Kept apart from `update` so that XLA can compile the update alone: the
+    resampling's `crop_and_resize` has no XLA kernel.
+    """
+    images, labels = inputs
+    if self.input_transform is not None:
+      images = self.input_transform(images)
+    return images, labels
+
+  def update(self, inputs: tuple[tf.Tensor, tf.Tensor]
+             ) -> dict[str, tf.Tensor]:
+    """The step on prepared (images, labels): forward, backward, update, sums."""
     images, labels = inputs
     images = tf.cast(images, self.compute_dtype)
     with tf.GradientTape() as tape:

@@ -136,7 +136,9 @@ class Trainer:
           config.schedule)
       self.task = task_lib.Task(forward, self.optimizer, self.schedule,
                                 variables=variables, global_batch_size=batch,
-                                precision=config.precision)
+                                precision=config.precision,
+                                input_transform=pipeline.train_device_transform(
+                                    source, statistics, config.input))
     # The best validation error so far, kept with the checkpoint so that a
     # resumed run does not replace the best model with a worse one.
     self.best_error = tf.Variable(math.inf, trainable=False, name="best_error")
@@ -185,8 +187,10 @@ class Trainer:
 
   def _build_train_steps(self):
     strategy, task, config = self.strategy, self.task, self.config
-    step_fn = (tf.function(task.train_step, jit_compile=True) if config.xla
-               else task.train_step)
+    step_fn = task.train_step
+    if config.xla:  # The input's transform, if any, stays out of XLA.
+      update = tf.function(task.update, jit_compile=True)
+      step_fn = lambda inputs: update(task.prepare(inputs))
 
     @tf.function
     def train_steps(iterator, num_steps):
