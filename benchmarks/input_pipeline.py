@@ -12,6 +12,12 @@ downloads):
 * the ImageNet training pipeline (`pipeline.train_dataset`: scale
   augmentation with the window-only JPEG decode, the exact bilinear crop,
   flip; mean and colour noise on whole batches);
+* its host part when the resampling runs on the accelerator
+  (`InputConfig.resample_on_device`: draws, window decode, batches of uint8
+  windows padded to the largest, with boxes and colour shifts), and the
+  device part (`pipeline.train_device_transform`: the batched resampling,
+  flip, mean and colour noise) timed on this CPU, on batches the host part
+  made, so that the work it moves is seen, not only the work it leaves;
 * the evaluation inputs (`pipeline.eval_dataset`): the centre crop, the
   10-crop and multi-scale views (five scales);
 * optionally the CIFAR training pipeline on a CIFAR-10 image folder
@@ -33,6 +39,7 @@ training pipeline to decode-only compares the two under the same load.
   python benchmarks/input_pipeline.py --cifar_dir=/tmp/cifar10
 """
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -168,6 +175,25 @@ class _Timed:
     return float(np.median(self.wall_rates))
 
 
+_DEVICE_PART = "device_resample_part_on_cpu"
+
+
+def _device_part(source: sources.Source, statistics: stats_lib.Statistics,
+                 config: pipeline.InputConfig) -> tf.data.Dataset:
+  """The training step's share of resample_on_device, on this CPU.
+
+  A few batches of the host part, made once and held in memory, each made
+  into the training views (`pipeline.train_device_transform`) endlessly.
+  """
+  host = pipeline.train_dataset(source, statistics, config)
+  batches = list(host.take(4))
+  ds = tf.data.Dataset.from_tensors(batches[0])
+  for batch in batches[1:]:
+    ds = ds.concatenate(tf.data.Dataset.from_tensors(batch))
+  transform = pipeline.train_device_transform(source, statistics, config)
+  return ds.repeat().map(lambda windows, labels: (transform(windows), labels))
+
+
 def _batch_size(element) -> int:
   return int(element[1].shape[0])
 
@@ -201,6 +227,7 @@ def _run(jpeg_dir: str) -> None:
   imagenet = sources.folder_source(jpeg_dir, family="imagenet")
   statistics = stats_lib.compute(imagenet, max_images=64)
   config = pipeline.InputConfig(global_batch_size=_BATCH.value)
+  device_config = dataclasses.replace(config, resample_on_device=True)
   test_config = pipeline.InputConfig(global_batch_size=_BATCH.value,
                                      test_flip=False)
 
@@ -220,6 +247,11 @@ def _run(jpeg_dir: str) -> None:
       "imagenet_train": lambda: (pipeline.train_dataset(imagenet, statistics,
                                                         config),
                                  _batch_size),
+      "imagenet_train_device_resample_host": lambda: (
+          pipeline.train_dataset(imagenet, statistics, device_config),
+          _batch_size),
+      _DEVICE_PART: lambda: (_device_part(imagenet, statistics,
+                                          device_config), _batch_size),
       "imagenet_center": evaluation("center", _batch_size),
       "imagenet_10crop": evaluation("10crop", _batch_size),
       "imagenet_multiscale": evaluation("multiscale", lambda e: 1),
@@ -238,14 +270,25 @@ def _run(jpeg_dir: str) -> None:
             "seconds_per_round": _SECONDS.value,
             "gpu_images_per_sec": _GPU_RATE.value,
             "other_processes_cores_busy": others.cores}
+  device = timed.pop(_DEVICE_PART)
+  host = timed["imagenet_train_device_resample_host"].rate
+  record[f"{_DEVICE_PART}_images_per_sec_per_core"] = round(device.rate, 1)
+  record[f"{_DEVICE_PART}_us_per_image"] = round(1e6 / device.rate, 1)
+  # Both parts on one CPU: the host path's work, moved, not removed.
+  both = 1 / (1 / host + 1 / device.rate)
+  record["imagenet_train_device_resample_both_on_cpu_images_per_sec_per_core"
+         ] = round(both, 1)
+  record["imagenet_train_device_resample_host_over_imagenet_train"] = round(
+      host / timed["imagenet_train"].rate, 3)
   for name, t in timed.items():
     record[f"{name}_images_per_sec_per_core"] = round(t.rate, 1)
     record[f"{name}_wall_images_per_sec_one_thread"] = round(t.wall_rate, 1)
     if name != "decode_only":
       record[f"{name}_over_decode_only"] = round(t.rate / decode, 3)
     record[f"{name}_cores_per_gpu"] = round(_GPU_RATE.value / t.rate, 2)
-  record["imagenet_train_over_window_decode_only"] = round(
-      timed["imagenet_train"].rate / timed["window_decode_only"].rate, 3)
+  for name in ("imagenet_train", "imagenet_train_device_resample_host"):
+    record[f"{name}_over_window_decode_only"] = round(
+        timed[name].rate / timed["window_decode_only"].rate, 3)
   steps = {}
   if _STEPS.value:
     steps["imagenet"] = _step_rate(zoo.ModelConfig("imagenet", depth=18), 32,
@@ -266,6 +309,9 @@ def _run(jpeg_dir: str) -> None:
   for name, t in timed.items():
     print(f"{name:<44} {t.rate:>9.1f} {t.rate / decode:>9.3f} "
           f"{_GPU_RATE.value / t.rate:>14.2f}")
+  print(f"resample on device: its device part on this CPU "
+        f"{device.rate:.1f} images/s per core ({1e6 / device.rate:.0f} us "
+        f"per image); host and device parts both on one CPU {both:.1f}")
   for family, rate in steps.items():
     print(f"{family} cheapest ResNet's step, all cores: {rate:.1f} images/s")
   print(f"other processes kept {others.cores} of {os.cpu_count()} cores busy "

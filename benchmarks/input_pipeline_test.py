@@ -27,7 +27,8 @@ class InputPipelineBenchmarkTest(absltest.TestCase):
     record = json.loads(lines[0])
     decode = record["decode_only_images_per_sec_per_core"]
     self.assertGreater(decode, 0)
-    for name in ("window_decode_only", "imagenet_train", "imagenet_center",
+    for name in ("window_decode_only", "imagenet_train",
+                 "imagenet_train_device_resample_host", "imagenet_center",
                  "imagenet_10crop", "imagenet_multiscale"):
       rate = record[f"{name}_images_per_sec_per_core"]
       self.assertGreater(rate, 0)
@@ -42,12 +43,32 @@ class InputPipelineBenchmarkTest(absltest.TestCase):
       cores = 1000 / rate
       self.assertAlmostEqual(record[f"{name}_cores_per_gpu"], cores,
                              delta=0.005 + cores * rate_err * 1.01 + 1e-9)
-    train, window = (record[f"{name}_images_per_sec_per_core"]
-                     for name in ("imagenet_train", "window_decode_only"))
-    ratio = train / window
+    window = record["window_decode_only_images_per_sec_per_core"]
+    for name in ("imagenet_train", "imagenet_train_device_resample_host"):
+      train = record[f"{name}_images_per_sec_per_core"]
+      ratio = train / window
+      self.assertAlmostEqual(
+          record[f"{name}_over_window_decode_only"], ratio,
+          delta=0.0005 + ratio * (0.05 / train + 0.05 / window) + 1e-9)
+    # Resampling on the accelerator: the host part, the device part timed
+    # on this CPU, and both on one CPU (the work moved, not removed).
+    host = record["imagenet_train_device_resample_host_images_per_sec_per_core"]
+    train = record["imagenet_train_images_per_sec_per_core"]
+    ratio = host / train
     self.assertAlmostEqual(
-        record["imagenet_train_over_window_decode_only"], ratio,
-        delta=0.0005 + ratio * (0.05 / train + 0.05 / window) + 1e-9)
+        record["imagenet_train_device_resample_host_over_imagenet_train"],
+        ratio, delta=0.0005 + ratio * (0.05 / host + 0.05 / train) + 1e-9)
+    device = record["device_resample_part_on_cpu_images_per_sec_per_core"]
+    self.assertGreater(device, 0)
+    self.assertAlmostEqual(record["device_resample_part_on_cpu_us_per_image"],
+                           1e6 / device, delta=0.05 + 1e6 / device * (
+                               0.05 / device) * 1.01 + 1e-9)
+    both = 1 / (1 / host + 1 / device)
+    self.assertAlmostEqual(
+        record["imagenet_train_device_resample_both_on_cpu_images_per_sec_"
+               "per_core"], both,
+        delta=0.05 + both * (0.05 / host + 0.05 / device) + 1e-9)
+    self.assertNotIn("device_resample_part_on_cpu_cores_per_gpu", record)
     self.assertEqual(record["cores"], os.cpu_count())
     self.assertNotIn("imagenet_resnet_step_images_per_sec", record)
 
