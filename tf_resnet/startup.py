@@ -1,7 +1,7 @@
-"""What a binary does before TensorFlow loads: quiet logs, oneDNN kernels.
+"""What a binary does before TensorFlow loads: quiet logs, oneDNN kernels, no Keras.
 
 A binary calls `prepare_tensorflow()` as its first statement, before anything
-imports TensorFlow. It does two things, each only when the user has not
+imports TensorFlow. It does three things, each only when the user has not
 chosen otherwise through TensorFlow's own environment variable.
 
 Logs. On a machine without a GPU, TensorFlow 2.21 logs `E0000 ... failed call to
@@ -39,11 +39,26 @@ error captured and, when there is no GPU, hands the line back to be said as
 TensorFlow imports `tensorflow.python.distribute.combinations`, which
 registers an `app.call_after_init` hook that counts the GPUs.
 
+Keras. `import tensorflow` (2.21) imports `keras.src.optimizers`, which
+loads all of Keras 3 and, through it, matplotlib and scikit-learn when they
+are installed (as they are for this project), so that Keras objects
+register with the SavedModel loader: 2.5-3.5 s of the 7-8 s that importing
+TensorFlow takes on these 2-core machines, paid by every binary at every
+start (benchmarks/startup_time.py, docs/performance.md#start-up-time). No
+binary here uses `tf.keras` or revives Keras objects (the Keras converter
+imports Keras 3 by its own name, which is unaffected). `skip_keras_preload()`
+sets TF_USE_LEGACY_KERAS=1 when the `tf_keras` package is not installed:
+TensorFlow then looks for `tf_keras.src.optimizers` instead, finds nothing
+and goes on, and `tf.keras` in such a process would say that tf_keras is
+missing. A TF_USE_LEGACY_KERAS the user set, or an installed tf_keras,
+keeps TensorFlow's own behaviour.
+
 Nothing here imports TensorFlow except `import_tensorflow` and `find_gpus`.
 """
 
 import contextlib
 import importlib
+import importlib.util
 import os
 import platform
 import re
@@ -80,7 +95,8 @@ def quiet_tensorflow_logs(argv: Optional[Sequence[str]] = None) -> bool:
   return True
 
 
-# The variables `use_onednn` set in this process (not the user).
+# The variables `use_onednn` and `skip_keras_preload` set in this process
+# (not the user).
 _SET_HERE: set[str] = set()
 
 
@@ -103,8 +119,26 @@ def use_onednn(machine: Optional[str] = None) -> bool:
   return True
 
 
+def skip_keras_preload() -> bool:
+  """Sets TF_USE_LEGACY_KERAS=1 unless the user set it or tf_keras is installed.
+
+  Importing TensorFlow then skips its preload of Keras (see the module's
+  doc). Must run before TensorFlow is imported.
+
+  Returns:
+    Whether the variable was set.
+  """
+  if "TF_USE_LEGACY_KERAS" in os.environ:
+    return False
+  if importlib.util.find_spec("tf_keras") is not None:
+    return False
+  os.environ["TF_USE_LEGACY_KERAS"] = "1"
+  _SET_HERE.add("TF_USE_LEGACY_KERAS")
+  return True
+
+
 def user_environ(**extra: str) -> dict[str, str]:
-  """This process's environment without the oneDNN choice `use_onednn` made.
+  """This process's environment without the choices this module made.
 
   For another binary started from here (a benchmark's server): it makes its
   own choice, as when a user starts it, instead of inheriting this one's.
@@ -214,5 +248,6 @@ def prepare_tensorflow(argv: Optional[Sequence[str]] = None) -> None:
   load-time lines dropped."""
   quiet = quiet_tensorflow_logs(argv)
   use_onednn()
+  skip_keras_preload()
   if quiet:
     import_tensorflow(int(os.environ["TF_CPP_MIN_LOG_LEVEL"]))

@@ -52,41 +52,73 @@ class QuietTest(absltest.TestCase):
       startup.use_onednn("x86_64")  # The user's choice: passed on.
       self.assertEqual(startup.user_environ(), {"TF_ENABLE_ONEDNN_OPTS": "1"})
 
-  def test_prepare_does_both_then_imports_tensorflow_when_quiet(self):
+  def test_keras_preload_skipped_unless_the_user_or_tf_keras_decides(self):
+    with mock.patch.dict(os.environ, {"A": "1"}, clear=True), \
+         mock.patch.object(startup, "_SET_HERE", set()):
+      self.assertTrue(startup.skip_keras_preload())
+      self.assertEqual(os.environ["TF_USE_LEGACY_KERAS"], "1")
+      self.assertEqual(startup.user_environ(), {"A": "1"})
+    with mock.patch.dict(os.environ, {"TF_USE_LEGACY_KERAS": "0"},
+                         clear=True):
+      self.assertFalse(startup.skip_keras_preload())
+      self.assertEqual(os.environ["TF_USE_LEGACY_KERAS"], "0")
+    with mock.patch.dict(os.environ, clear=True), \
+         mock.patch("importlib.util.find_spec", return_value=object()):
+      # With tf_keras installed the variable would switch tf.keras to it.
+      self.assertFalse(startup.skip_keras_preload())
+      self.assertNotIn("TF_USE_LEGACY_KERAS", os.environ)
+
+  def test_prepare_does_all_three_then_imports_tensorflow_when_quiet(self):
     with mock.patch.dict(os.environ, clear=True), \
          mock.patch("platform.machine", return_value="x86_64"), \
+         mock.patch.object(startup, "_SET_HERE", set()), \
          mock.patch.object(startup, "import_tensorflow") as import_tf:
       startup.prepare_tensorflow(["train"])
       self.assertEqual(os.environ["TF_CPP_MIN_LOG_LEVEL"], "3")
       self.assertEqual(os.environ["TF_ENABLE_ONEDNN_OPTS"], "1")
+      self.assertEqual(os.environ["TF_USE_LEGACY_KERAS"], "1")
       import_tf.assert_called_once_with(3)
     with mock.patch.dict(os.environ, clear=True), \
+         mock.patch.object(startup, "_SET_HERE", set()), \
          mock.patch.object(startup, "import_tensorflow") as import_tf:
       startup.prepare_tensorflow(["train", "--verbosity=0"])
       import_tf.assert_not_called()  # The user asked for TensorFlow's logs.
 
 
-class OneDnnInProcessesTest(absltest.TestCase):
-  """Which processes run oneDNN's kernels, as TensorFlow itself reports."""
+class InProcessesTest(absltest.TestCase):
+  """What a binary's process loaded, as TensorFlow and Python report it."""
 
-  def _onednn_enabled(self, *imports: str) -> bool:
+  def _loaded(self, *imports: str, **env: str) -> dict[str, bool]:
     # processes.env() leaves out the oneDNN setting conftest made for the
     # test process: what a user's shell would give.
     code = "".join(f"import {m}\n" for m in imports) + (
+        "import sys\n"
         "from tensorflow.python.util import _pywrap_util_port\n"
-        "print(_pywrap_util_port.IsMklEnabled())\n")
-    run = subprocess.run([sys.executable, "-c", code], env=processes.env(),
-                         capture_output=True, text=True, check=False,
+        "print(_pywrap_util_port.IsMklEnabled(), 'keras' in sys.modules)\n")
+    run = subprocess.run([sys.executable, "-c", code],
+                         env=processes.env(**env), capture_output=True,
+                         text=True, check=False,
                          timeout=processes.TIMEOUT_SECS)
     self.assertEqual(run.returncode, 0, run.stderr[-2000:])
-    return run.stdout.strip().splitlines()[-1] == "True"
+    onednn, keras = run.stdout.strip().splitlines()[-1].split()
+    return {"onednn": onednn == "True", "keras": keras == "True"}
 
-  def test_the_server_keeps_tensorflows_choice(self):
+  def test_the_server_keeps_tensorflows_onednn_choice_and_skips_keras(self):
     # A request of one image runs ~14-20x longer under oneDNN on AVX2 CPUs,
     # where TensorFlow keeps it off (benchmarks/onednn_inference.py); the
     # training binaries turn it on (test_onednn_on_x86_64_...).
-    self.assertEqual(self._onednn_enabled("tf_resnet.serving.server"),
-                     self._onednn_enabled("tensorflow"))
+    server = self._loaded("tf_resnet.serving.server")
+    bare = self._loaded("tensorflow")
+    self.assertEqual(server["onednn"], bare["onednn"])
+    # TensorFlow itself imports Keras (tensorflow/__init__.py's preload of
+    # keras.src.optimizers); the server skips it (skip_keras_preload).
+    self.assertTrue(bare["keras"])
+    self.assertFalse(server["keras"])
+
+  def test_a_training_binary_skips_keras_unless_the_user_chose(self):
+    self.assertFalse(self._loaded("tf_resnet.evaluate")["keras"])
+    self.assertTrue(
+        self._loaded("tf_resnet.evaluate", TF_USE_LEGACY_KERAS="0")["keras"])
 
 
 # What TensorFlow 2.21 writes to standard error while its libraries load.

@@ -54,6 +54,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # on every x86-64 CPU: it speeds training batches on AVX2, but a request of
 # one image there runs ~20x longer (ResNet-50 2.1-2.8 s of CPU against
 # 0.13-0.16 s with Eigen; docs/performance.md#onednn-and-the-server).
+# TensorFlow's preload of Keras is skipped, as in the other binaries: no
+# servable needs Keras' registrations, and it is 2.5-3.5 s of every start
+# (startup.skip_keras_preload).
+startup.skip_keras_preload()
 if _QUIET:
   startup.import_tensorflow(2)
   # Before absl's app.run, whose start-up makes TensorFlow's first device
