@@ -8,6 +8,7 @@ the binary trains, evaluates and checkpoints. Tiny: 3 synsets x 4 JPEGs of
 48x64, 4 validation JPEGs, 2 steps of batch 2.
 """
 
+import json
 import os
 import re
 import shutil
@@ -44,12 +45,17 @@ class ImageNetMainTest(absltest.TestCase):
   def test_train_prepares_the_archives_trains_and_checkpoints(self):
     data_dir, model_dir = self._tempdir(), self._tempdir()
     imagenet.write_archives(os.path.join(data_dir, "downloads", "manual"))
+    # With the crop's resampling in the step, as for a GPU that the host's
+    # cores could not feed (the default path runs in the Makefile's Bazel
+    # smoke, on the same archives).
     run = processes.run(
         "tf_resnet.train", "--depth=18", f"--data_dir={data_dir}",
         f"--model_dir={model_dir}", "--batch_size=2", "--train_steps=2",
         "--steps_per_loop=1", "--checkpoint_every_steps=1",
-        "--stats_max_images=12", "--holdout=4")
+        "--stats_max_images=12", "--holdout=4", "--resample_on_device")
     self.assertEqual(run.returncode, 0, run.stderr[-3000:])
+    with open(os.path.join(model_dir, "config.json")) as f:
+      self.assertTrue(json.load(f)["input"]["resample_on_device"])
     self.assertNotIn("importlib_resources", run.stderr)
     self.assertIn("Training ResNet-18 (B) on imagenet2012: 1000 classes, "
                   "imagenet family; train 8, holdout 4, test 4", run.stdout)

@@ -81,7 +81,8 @@ def _error_line(stderr: str, prefix: str) -> str:
   return lines[-1] if lines else ""
 
 
-class TrainMainTest(parameterized.TestCase):
+class _BinaryTestCase(parameterized.TestCase):
+  """Runs of the binary in temporary directories of the test's own."""
 
   def _tempdir(self) -> str:
     # Not create_tempdir(): it needs absl's flags parsed, which pytest skips.
@@ -118,6 +119,10 @@ class TrainMainTest(parameterized.TestCase):
       stderr = f.read()
     self.fail(f"the run ended (status {proc.wait()}) before step {min_step}:"
               f"\n{''.join(lines)}\n{stderr}")
+
+
+class ResumeTest(_BinaryTestCase):
+  """A run stopped by a signal or damage is resumed by the same command."""
 
   def test_kill_9_then_the_same_command_resumes_and_finishes(self):
     model_dir = self._tempdir()
@@ -210,6 +215,38 @@ class TrainMainTest(parameterized.TestCase):
     self.assertNotEmpty(glob.glob(os.path.join(
         model_dir, "damaged", "*", os.path.basename(data))))
 
+  def test_sigterm_saves_and_the_same_command_resumes(self):
+    model_dir = self._tempdir()
+    proc, stderr_path = self._start(*_TINY, "--train_steps=100000",
+                                    "--eval_every_steps=1000",
+                                    f"--model_dir={model_dir}")
+    lines = self._read_until_step(proc, stderr_path, 1)
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=processes.TIMEOUT_SECS)
+    stdout = "".join(lines) + rest
+    with open(stderr_path) as f:
+      self.assertEqual(proc.returncode, 128 + signal.SIGTERM, f.read())
+    match = re.search(r"^Stopped by signal 15 at step (\d+); saved (\S+)\. "
+                      r"Run the same command to resume\.$", stdout, re.M)
+    self.assertIsNotNone(match, stdout)
+    step = int(match[1])
+    self.assertEqual(step, _progress_steps(stdout)[-1])
+    checkpoint = os.path.join(model_dir, f"ckpt-{step}")
+    self.assertEqual(match[2], checkpoint)
+    self.assertEqual(tf.train.latest_checkpoint(model_dir), checkpoint)
+
+    result = _train(*_TINY, f"--train_steps={step + 10}",
+                    f"--model_dir={model_dir}")
+    self.assertEqual(result.returncode, 0, result.stderr)
+    self.assertIn(f"Resumed from {checkpoint} at step {step}\n",
+                  result.stdout)
+    self.assertEqual(_progress_steps(result.stdout), [step + 5, step + 10])
+    self.assertIn(f"Done at step {step + 10}: top-1 error ", result.stdout)
+
+
+class RunTest(_BinaryTestCase):
+  """Runs that start from another, stop on a bad loss, or come from a flagfile."""
+
   def test_fine_tunes_from_another_run_with_a_new_head(self):
     source = self._tempdir()
     first = _train(*_TINY, "--train_steps=2", f"--model_dir={source}")
@@ -241,33 +278,67 @@ class TrainMainTest(parameterized.TestCase):
     self.assertIn(f"--depth=20 contradicts --init_from={source}, a "
                   "ResNet-8 (A)", _error_line(wrong.stderr, "error: "))
 
-  def test_sigterm_saves_and_the_same_command_resumes(self):
+  def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(self):
     model_dir = self._tempdir()
-    proc, stderr_path = self._start(*_TINY, "--train_steps=100000",
-                                    "--eval_every_steps=1000",
-                                    f"--model_dir={model_dir}")
-    lines = self._read_until_step(proc, stderr_path, 1)
-    proc.send_signal(signal.SIGTERM)
-    rest, _ = proc.communicate(timeout=processes.TIMEOUT_SECS)
-    stdout = "".join(lines) + rest
-    with open(stderr_path) as f:
-      self.assertEqual(proc.returncode, 128 + signal.SIGTERM, f.read())
-    match = re.search(r"^Stopped by signal 15 at step (\d+); saved (\S+)\. "
-                      r"Run the same command to resume\.$", stdout, re.M)
-    self.assertIsNotNone(match, stdout)
-    step = int(match[1])
-    self.assertEqual(step, _progress_steps(stdout)[-1])
-    checkpoint = os.path.join(model_dir, f"ckpt-{step}")
-    self.assertEqual(match[2], checkpoint)
-    self.assertEqual(tf.train.latest_checkpoint(model_dir), checkpoint)
-
-    result = _train(*_TINY, f"--train_steps={step + 10}",
+    # Ten warm-up steps at 0.01 (checkpoints at 5 and 10), then 1e30.
+    result = _train(*_TINY, "--train_steps=30", "--checkpoint_every_steps=5",
+                    "--warmup_learning_rate=0.01", "--warmup_max_steps=10",
+                    "--warmup_until_error=0.001", "--learning_rate=1e30",
                     f"--model_dir={model_dir}")
+    self.assertEqual(result.returncode, 1, result.stdout)
+    line = _error_line(result.stderr, "error: ")
+    match = re.search(r"at step (\d+); training stopped\. The last good "
+                      r"checkpoint is (\S+); ", line)
+    self.assertIsNotNone(match, result.stderr)
+    bad_step = int(match[1])
+    self.assertBetween(bad_step, 11, 15)
+    checkpoint = tf.train.latest_checkpoint(model_dir)
+    self.assertEqual(match[2], checkpoint)
+    self.assertEqual(_step_of(checkpoint), 10)
+    saved = [_step_of(p[:-len(".index")])
+             for p in glob.glob(os.path.join(model_dir, "ckpt-*.index"))]
+    self.assertCountEqual(saved, [5, 10])
+    # Its weights and momenta are finite (best_error is inf until the first
+    # evaluation, by design).
+    reader = tf.train.load_checkpoint(checkpoint)
+    weights = [
+        name for name, dtype in reader.get_variable_to_dtype_map().items()
+        if dtype.is_floating and name.startswith(("model/", "optimizer/"))]
+    self.assertNotEmpty(weights)
+    for name in weights:
+      self.assertTrue(np.all(np.isfinite(reader.get_tensor(name))), name)
+    train = _metrics(model_dir, "train")
+    self.assertEqual([r["step"] for r in train], [5, 10])
+    self.assertTrue(all(np.isfinite(r["loss"]) for r in train))
+
+  def test_cifar_flagfile_trains_with_overrides(self):
+    model_dir = self._tempdir()
+    result = _train(
+        "--flagfile=" + os.path.join(_ROOT, "flags", "resnet20_cifar10.flags"),
+        "--dataset=digits", "--holdout=100", "--train_steps=2",
+        "--steps_per_loop=1", "--batch_size=16", f"--model_dir={model_dir}",
+        "--precision=mixed_bfloat16")
     self.assertEqual(result.returncode, 0, result.stderr)
-    self.assertIn(f"Resumed from {checkpoint} at step {step}\n",
-                  result.stdout)
-    self.assertEqual(_progress_steps(result.stdout), [step + 5, step + 10])
-    self.assertIn(f"Done at step {step + 10}: top-1 error ", result.stdout)
+    # Warned exactly where TensorFlow keeps bfloat16 off oneDNN: CPUs
+    # without AVX-512 or AVX-NE-CONVERT (the flags Linux reports).
+    self.assertEqual(
+        "--precision=mixed_bfloat16: this CPU has no bfloat16 support"
+        in result.stderr, not cpu.has_onednn_bfloat16(),
+        result.stderr)
+    self.assertStartsWith(result.stdout, "Training ResNet-20 (A) on digits")
+    self.assertEqual(_progress_steps(result.stdout), [1, 2])
+    self.assertIn("Done at step 2: ", result.stdout)
+    with open(os.path.join(model_dir, "config.json")) as f:
+      config = json.load(f)
+    self.assertEqual(config["model"]["depth"], 20)
+    self.assertEqual(config["input"]["global_batch_size"], 16)
+    self.assertEqual(config["schedule"]["boundaries"], [32000, 48000])
+    self.assertEqual(config["train_steps"], 2)
+    self.assertEqual(config["precision"], "mixed_bfloat16")
+
+
+class RefusalTest(_BinaryTestCase):
+  """What the binary refuses, and how it says so."""
 
   @parameterized.named_parameters(
       ("cifar_depth_not_6n_plus_2", ("--dataset=digits", "--depth=21"),
@@ -343,64 +414,6 @@ class TrainMainTest(parameterized.TestCase):
     self.assertEqual(tf.train.latest_checkpoint(model_dir), checkpoint)
     with open(os.path.join(model_dir, "config.json")) as f:
       self.assertEqual(f.read(), config)
-
-  def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(self):
-    model_dir = self._tempdir()
-    # Ten warm-up steps at 0.01 (checkpoints at 5 and 10), then 1e30.
-    result = _train(*_TINY, "--train_steps=30", "--checkpoint_every_steps=5",
-                    "--warmup_learning_rate=0.01", "--warmup_max_steps=10",
-                    "--warmup_until_error=0.001", "--learning_rate=1e30",
-                    f"--model_dir={model_dir}")
-    self.assertEqual(result.returncode, 1, result.stdout)
-    line = _error_line(result.stderr, "error: ")
-    match = re.search(r"at step (\d+); training stopped\. The last good "
-                      r"checkpoint is (\S+); ", line)
-    self.assertIsNotNone(match, result.stderr)
-    bad_step = int(match[1])
-    self.assertBetween(bad_step, 11, 15)
-    checkpoint = tf.train.latest_checkpoint(model_dir)
-    self.assertEqual(match[2], checkpoint)
-    self.assertEqual(_step_of(checkpoint), 10)
-    saved = [_step_of(p[:-len(".index")])
-             for p in glob.glob(os.path.join(model_dir, "ckpt-*.index"))]
-    self.assertCountEqual(saved, [5, 10])
-    # Its weights and momenta are finite (best_error is inf until the first
-    # evaluation, by design).
-    reader = tf.train.load_checkpoint(checkpoint)
-    weights = [
-        name for name, dtype in reader.get_variable_to_dtype_map().items()
-        if dtype.is_floating and name.startswith(("model/", "optimizer/"))]
-    self.assertNotEmpty(weights)
-    for name in weights:
-      self.assertTrue(np.all(np.isfinite(reader.get_tensor(name))), name)
-    train = _metrics(model_dir, "train")
-    self.assertEqual([r["step"] for r in train], [5, 10])
-    self.assertTrue(all(np.isfinite(r["loss"]) for r in train))
-
-  def test_cifar_flagfile_trains_with_overrides(self):
-    model_dir = self._tempdir()
-    result = _train(
-        "--flagfile=" + os.path.join(_ROOT, "flags", "resnet20_cifar10.flags"),
-        "--dataset=digits", "--holdout=100", "--train_steps=2",
-        "--steps_per_loop=1", "--batch_size=16", f"--model_dir={model_dir}",
-        "--precision=mixed_bfloat16")
-    self.assertEqual(result.returncode, 0, result.stderr)
-    # Warned exactly where TensorFlow keeps bfloat16 off oneDNN: CPUs
-    # without AVX-512 or AVX-NE-CONVERT (the flags Linux reports).
-    self.assertEqual(
-        "--precision=mixed_bfloat16: this CPU has no bfloat16 support"
-        in result.stderr, not cpu.has_onednn_bfloat16(),
-        result.stderr)
-    self.assertStartsWith(result.stdout, "Training ResNet-20 (A) on digits")
-    self.assertEqual(_progress_steps(result.stdout), [1, 2])
-    self.assertIn("Done at step 2: ", result.stdout)
-    with open(os.path.join(model_dir, "config.json")) as f:
-      config = json.load(f)
-    self.assertEqual(config["model"]["depth"], 20)
-    self.assertEqual(config["input"]["global_batch_size"], 16)
-    self.assertEqual(config["schedule"]["boundaries"], [32000, 48000])
-    self.assertEqual(config["train_steps"], 2)
-    self.assertEqual(config["precision"], "mixed_bfloat16")
 
   def test_every_flagfile_is_the_run_its_name_says(self):
     self.assertNotEmpty(_FLAGFILES)
