@@ -199,6 +199,15 @@ class MultiWorkerTest(absltest.TestCase):
             for i in range(2)]
     self.assertLen(done[0], 1, self.reference.report())
     self.assertEqual(done[0], done[1])
+    # Each said whom it waited for before the strategy's silent start.
+    for i, (me, other) in enumerate((("chief 0", "worker 0"),
+                                     ("worker 0", "chief 0"))):
+      text = self.reference.text(i)
+      waiting = re.search(
+          rf"^{me} of 2 training tasks, at 127\.0\.0\.1:\d+: waiting for "
+          rf"{other} at 127\.0\.0\.1:\d+ to start \(", text, re.M)
+      self.assertIsNotNone(waiting, text[-3000:])
+      self.assertLess(waiting.start(), text.index("Training ResNet-8"))
     with open(os.path.join(self.reference_dir, "config.json")) as f:
       self.assertEqual(json.load(f)["strategy"], "multi_worker")
 

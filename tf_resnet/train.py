@@ -37,6 +37,7 @@ restarting every worker resumes from the last checkpoint.
 """
 
 import os
+import signal
 import sys
 import tempfile
 from typing import Optional
@@ -362,7 +363,15 @@ def main(argv):
   # First, before any TensorFlow op runs (reading the data runs some): the
   # logical CPU split, and MultiWorkerMirroredStrategy's collective ops, can
   # only be configured before TensorFlow's context starts.
+  if strategy_name == "multi_worker" and task is not None:
+    print(task.waiting_line(), flush=True)
   strategy = strategy_lib.make_strategy(strategy_name, _NUM_CPU_DEVICES.value)
+  if strategy_name == "multi_worker":
+    # Its coordination service installed a SIGTERM handler that only records
+    # the signal (for preemption notices this loop does not use). Until the
+    # training loop takes SIGTERM over to save and exit, the default again:
+    # nothing is trained yet, and the process ends as it would without it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
   try:
     source = _DATA.parse(_MODEL, default_family=_fine_tuned_family())
     config = build_config(source, strategy_name, mode)

@@ -82,6 +82,25 @@ class Task:
   def address(self) -> str:
     return self.cluster[self.type][self.index]
 
+  def waiting_line(self) -> str:
+    """What a training task says before it waits for the others to start.
+
+    MultiWorkerMirroredStrategy's start blocks until every chief and worker
+    task has connected, with no output and (in TensorFlow 2.21) no time
+    limit; during it no Python code runs (the call holds the GIL), so
+    Ctrl-C waits for its end, and TensorFlow's own SIGTERM handler (its
+    coordination service's preemption notice) takes SIGTERM without
+    stopping the process. So this is said first.
+    """
+    others = [f"{t} {i} at {a}" for t in TRAINING_TYPES
+              for i, a in enumerate(self.cluster.get(t, ()))
+              if (t, i) != (self.type, self.index)]
+    return (f"{self.type} {self.index} of {self.num_training_workers} "
+            f"training tasks, at {self.address}: waiting for "
+            f"{', '.join(others) or 'no other task'} to start (TensorFlow "
+            "waits without a time limit, and until they have, only SIGKILL "
+            "stops this process)")
+
 
 def parse(text: str) -> Task:
   """Reads a TF_CONFIG value.

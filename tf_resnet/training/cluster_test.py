@@ -35,6 +35,14 @@ class ClusterTest(parameterized.TestCase):
     self.assertEqual(task.environment, "cloud")
     self.assertEqual(task.address, "r50-chief-0.ml.svc:2222")
 
+  def test_a_training_task_names_the_others_it_waits_for(self):
+    self.assertEqual(
+        cluster.parse(_tf_config("worker", 1)).waiting_line(),
+        "worker 1 of 3 training tasks, at r50-worker-1.ml.svc:2222: waiting "
+        "for chief 0 at r50-chief-0.ml.svc:2222, worker 0 at "
+        "r50-worker-0.ml.svc:2222 to start (TensorFlow waits without a time "
+        "limit, and until they have, only SIGKILL stops this process)")
+
   def test_worker_zero_is_not_chief_beside_a_chief(self):
     self.assertFalse(cluster.parse(_tf_config("worker", 0)).is_chief)
 
