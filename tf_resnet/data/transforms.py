@@ -513,6 +513,23 @@ def flip_draw(seed: tf.Tensor) -> tf.Tensor:
   return tf.random.stateless_uniform([], seed, 0, 1.0) < 0.5
 
 
+def _train_draws(image, seed, eigenvalues, eigenvectors, *, encoded,
+                 scale_range, crop):
+  """The training view's draws from one seed, and the window they decode.
+
+  Shared by `imagenet_train_crop` and `imagenet_train_window`, so that both
+  paths draw alike. Returns the window's pixels, the window, whether to
+  mirror, and the colour shift (zeros without eigenvalues).
+  """
+  window_seed, flip_seed, light_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 3))
+  pixels, window = scale_augmented_window(image, window_seed, encoded=encoded,
+                                         scale_range=scale_range, crop=crop)
+  shift = (tf.zeros([3]) if eigenvalues is None
+           else lighting_shift(light_seed, eigenvalues, eigenvectors))
+  return pixels, window, flip_draw(flip_seed), shift
+
+
 def imagenet_train_crop(image: tf.Tensor, seed: tf.Tensor,
                         eigenvalues: Optional[tf.Tensor],
                         eigenvectors: Optional[tf.Tensor], *, encoded: bool,
@@ -537,13 +554,10 @@ def imagenet_train_crop(image: tf.Tensor, seed: tf.Tensor,
     The crop, float32 [crop, crop, 3] on [0, 255], and the colour
     `pca_lighting` adds to it, float32 [3] (zeros without eigenvalues).
   """
-  window_seed, flip_seed, light_seed = tf.unstack(
-      tf.random.experimental.stateless_split(seed, 3))
-  pixels, window = scale_augmented_window(image, window_seed, encoded=encoded,
-                                         scale_range=scale_range, crop=crop)
-  view = resample_window(pixels, window, crop, flip_draw(flip_seed))
-  shift = (tf.zeros([3]) if eigenvalues is None
-           else lighting_shift(light_seed, eigenvalues, eigenvectors))
+  pixels, window, flip, shift = _train_draws(
+      image, seed, eigenvalues, eigenvectors, encoded=encoded,
+      scale_range=scale_range, crop=crop)
+  view = resample_window(pixels, window, crop, flip)
   return tf.ensure_shape(view, [crop, crop, 3]), shift
 
 
@@ -573,13 +587,10 @@ def imagenet_train_window(image: tf.Tensor, seed: tf.Tensor,
     [4] (`sampling_box`; the flip is in it); and the colour shift, float32
     [3] (zeros without eigenvalues).
   """
-  window_seed, flip_seed, light_seed = tf.unstack(
-      tf.random.experimental.stateless_split(seed, 3))
-  pixels, window = scale_augmented_window(image, window_seed, encoded=encoded,
-                                         scale_range=scale_range, crop=crop)
-  pixels, box = sampling_box(pixels, window, flip_draw(flip_seed))
-  shift = (tf.zeros([3]) if eigenvalues is None
-           else lighting_shift(light_seed, eigenvalues, eigenvectors))
+  pixels, window, flip, shift = _train_draws(
+      image, seed, eigenvalues, eigenvectors, encoded=encoded,
+      scale_range=scale_range, crop=crop)
+  pixels, box = sampling_box(pixels, window, flip)
   return pixels, box, shift
 
 

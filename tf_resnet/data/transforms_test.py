@@ -37,6 +37,13 @@ def _chi_square_z(counts: np.ndarray, expected: np.ndarray) -> float:
   return (statistic - dof) / np.sqrt(2 * dof)
 
 
+
+def _lighting_components() -> tuple[tf.Tensor, tf.Tensor]:
+  """Eigenvalues and orthonormal eigenvectors for the colour noise's tests."""
+  return (tf.constant([0.2, 0.02, 0.002]),
+          tf.constant(np.linalg.qr(np.random.RandomState(1).randn(3, 3))[0],
+                      tf.float32))
+
 class ScaleAugmentationTest(parameterized.TestCase, tf.test.TestCase):
   """Section 3.4 computed from a window equals section 3.4 as written."""
 
@@ -363,9 +370,7 @@ class LightingTest(tf.test.TestCase):
     # imagenet_train_finish on a batch of crops gives, bit for bit, each
     # image's imagenet_train (the training pipeline's batch-level path).
     mean = tf.constant(_random_mean(224))
-    values = tf.constant([0.2, 0.02, 0.002])
-    vectors = tf.constant(np.linalg.qr(np.random.RandomState(1).randn(3, 3))[0],
-                          tf.float32)
+    values, vectors = _lighting_components()
     image = tf.constant(np.random.RandomState(2).randint(
         0, 256, [260, 330, 3]).astype(np.uint8))
     crops, shifts = zip(*[transforms.imagenet_train_crop(
@@ -383,9 +388,7 @@ class LightingTest(tf.test.TestCase):
     # imagenet_train_window per image, imagenet_train_from_windows per
     # batch: imagenet_train's views, the same draws, to float rounding.
     mean = tf.constant(_random_mean(224))
-    values = tf.constant([0.2, 0.02, 0.002])
-    vectors = tf.constant(np.linalg.qr(np.random.RandomState(1).randn(3, 3))[0],
-                          tf.float32)
+    values, vectors = _lighting_components()
     image = tf.constant(np.random.RandomState(2).randint(
         0, 256, [240, 320, 3]).astype(np.uint8))
     for colour in (True, False):
