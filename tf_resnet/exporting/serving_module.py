@@ -135,7 +135,14 @@ class ServingModule(tf.Module):
     return (keys if self.serving_default == "classify"
             else ("serving_default",) + keys)
 
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3],
+                                              tf.float32, name="views")])
   def _probabilities(self, views: tf.Tensor) -> tf.Tensor:
+    # One function in the SavedModel's library, called wherever a signature
+    # runs the network (each scale of each multi-scale signature, the
+    # single-view ones): inlined instead, a ResNet-50 export held ~20 copies
+    # of the network, 4.9 MB of GraphDef that every load imports (holding
+    # the GIL in a Python server; docs/performance.md).
     logits = self.model(tf.cast(views, self.compute_dtype), is_training=False)
     return tf.nn.softmax(tf.cast(logits, tf.float32))
 
