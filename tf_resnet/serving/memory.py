@@ -45,6 +45,28 @@ def _malloc_trim() -> Optional[Callable[[int], int]]:
   return trim
 
 
+def freeze_start_up_objects() -> int:
+  """Takes the objects alive now out of the cyclic collector's walks.
+
+  A full collection walks every tracked object, holding the GIL: after
+  importing TensorFlow, ~264,000 objects and ~120 ms on the 2-core EPYC, in
+  each unload's collection (`release_freed_memory`) and in every automatic
+  oldest-generation collection while serving, during which no other
+  request's Python runs. The modules and TensorFlow's own Python live as
+  long as the process, so the server freezes them once, before it loads a
+  model (`gc.freeze`): collections then walk only what came later, the
+  models and requests. An unloaded ResNet-50's collection went from 178 to
+  37-43 ms (docs/performance.md). What this gives up: a start-up object
+  that later becomes cyclic garbage is never freed.
+
+  Returns:
+    How many objects were frozen.
+  """
+  gc.collect()
+  gc.freeze()
+  return gc.get_freeze_count()
+
+
 def release_freed_memory() -> bool:
   """Collects garbage, then returns free malloc pages to the system.
 

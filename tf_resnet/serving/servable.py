@@ -1,24 +1,32 @@
 """One loaded version of a SavedModel: TF Serving's SavedModelBundle, in Python.
 
 A `Servable` reads the version's MetaGraph for the configured tags, runs its
-signatures either as tf.functions (TF2 exports, `tf.saved_model.load`) or in
-a tf.compat.v1 Session by tensor name (TF1 and Estimator exports, and
-whatever tf.saved_model.load cannot wrap: how the C++ server runs every
-SavedModel), counts the requests in flight so that an unloading version can
-let them finish, and owns its signatures' batch queues. Which versions are
-loaded, and when, is `manager.py`'s concern.
+signatures in a tf.compat.v1 Session by tensor name (how the C++ server runs
+every SavedModel: a SavedModelBundle) or, for TF2 exports, as tf.functions
+(`tf.saved_model.load`), counts the requests in flight so that an unloading
+version can let them finish, and owns its signatures' batch queues. Which
+versions are loaded, and when, is `manager.py`'s concern.
+
+Why a Session by default (`runner="session"`), TF2 exports included: the
+server is one Python process, and a load holds the GIL wherever TensorFlow's
+Python holds it, which stalls every other model's requests (TF Serving #1866).
+`tf.saved_model.load` rebuilds each of the export's functions in Python
+(a ResNet-50 export: 128,000 Python objects, GIL holds of 45-195 ms, 3.3-4.3
+s); the Session loader imports the GraphDef once (one ~140 ms hold, 2.6 s),
+restores the variables in `Session.run`, which releases the GIL, and leaves
+3,400 objects for the collector at unload. Outputs are the same to the bit
+(servable_test); docs/performance.md has the measurements. `runner=
+"function"` is kept for TF2 exports a Session cannot run.
 """
 
 import logging
-import os
 import threading
 import time
 from typing import Optional, Sequence
 
-from google.protobuf import text_format
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-direct-tensorflow-import
+from tensorflow.python.saved_model import loader_impl  # pylint: disable=g-direct-tensorflow-import
 
 from tf_resnet.serving import batching as batching_lib
 from tf_resnet.serving import options
@@ -27,19 +35,14 @@ from tf_resnet.serving import warmup
 _LOG = logging.getLogger("tf_resnet.serving")
 
 
-def _meta_graph(path: str, tags: Sequence[str]):
-  proto = saved_model_pb2.SavedModel()
-  pb = os.path.join(path, "saved_model.pb")
-  if os.path.isfile(pb):
-    with open(pb, "rb") as f:
-      proto.ParseFromString(f.read())
-  else:
-    with open(os.path.join(path, "saved_model.pbtxt")) as f:
-      text_format.Parse(f.read(), proto)
-  for graph in proto.meta_graphs:
+def _meta_graph(path: str, tags: Sequence[str], saved_model=None):
+  """The MetaGraphDef for `tags` of the SavedModel at `path` (or parsed)."""
+  if saved_model is None:
+    saved_model = loader_impl.parse_saved_model(path)  # .pb or .pbtxt
+  for graph in saved_model.meta_graphs:
     if set(graph.meta_info_def.tags) == set(tags):
       return graph
-  available = [sorted(g.meta_info_def.tags) for g in proto.meta_graphs]
+  available = [sorted(g.meta_info_def.tags) for g in saved_model.meta_graphs]
   raise ValueError(f"Could not find meta graph def matching supplied tags: "
                    f"{{ {' '.join(sorted(tags))} }} in {path}; available: "
                    f"{available}")
@@ -68,12 +71,18 @@ class _SessionRunner:
   """
 
   def __init__(self, path: str, tags: Sequence[str], signature_defs,
-               session_config=None):
+               session_config=None, loader=None):
+    loader = loader or loader_impl.SavedModelLoader(path)
     self._graph = tf.Graph()
     self._session = tf.compat.v1.Session(graph=self._graph,
                                          config=session_config)
+    # tf.compat.v1.saved_model.load's steps, on the SavedModel the caller
+    # parsed (it would parse saved_model.pb twice more, holding the GIL, and
+    # log its deprecation notice).
     with self._graph.as_default():
-      tf.compat.v1.saved_model.loader.load(self._session, list(tags), path)
+      saver, _ = loader.load_graph(self._graph, list(tags))
+      loader.restore_variables(self._session, saver)
+      loader.run_init_ops(self._session, list(tags))
     self._signature_defs = signature_defs
 
   def run(self, signature: str, inputs: dict[str, np.ndarray]
@@ -97,6 +106,9 @@ class _SessionRunner:
     return dict(zip(names, values))
 
 
+RUNNERS = ("session", "function")
+
+
 class Servable:
   """One loaded version: its SignatureDefs, and running them.
 
@@ -107,7 +119,8 @@ class Servable:
   def __init__(self, name: str, version: int, path: str,
                batching: Optional[options.BatchingParameters] = None, *,
                scheduler: Optional[batching_lib.Scheduler] = None,
-               tags: Sequence[str] = ("serve",), session_config=None):
+               tags: Sequence[str] = ("serve",), session_config=None,
+               runner: str = "session"):
     """Loads a version.
 
     Args:
@@ -118,6 +131,8 @@ class Servable:
       scheduler: the shared batch scheduler (needed with `batching`).
       tags: the MetaGraph's tags.
       session_config: ConfigProto for a MetaGraph run in a Session.
+      runner: how a TF2 export runs, "session" or "function"; if that fails
+        to load, the other is tried. TF1 exports always run in a Session.
 
     Raises:
       Exception: whatever loading raised (the manager reports it).
@@ -129,23 +144,32 @@ class Servable:
     self._scheduler = scheduler
     if batching is not None and scheduler is None:
       raise ValueError("`batching` needs the shared `scheduler`")
-    graph = _meta_graph(path, tags)
+    loader = loader_impl.SavedModelLoader(path)  # Parses saved_model.pb.
+    graph = _meta_graph(path, tags, loader.saved_model)
     self.signature_defs = {k: v for k, v in graph.signature_def.items()
                            if not k.startswith("__")}
-    self.loader = "function"
-    if graph.object_graph_def.nodes:  # Written by TF2's tf.saved_model.save.
+    if runner not in RUNNERS:
+      raise ValueError(f"runner {runner!r} is not one of {RUNNERS}")
+    # Only TF2's tf.saved_model.save writes an object graph to load.
+    tf2 = bool(graph.object_graph_def.nodes)
+    del graph
+    order = (runner, *(r for r in RUNNERS if r != runner)) if tf2 else (
+        "session",)
+    for i, choice in enumerate(order):
       try:
-        self._runner = _FunctionRunner(path, tags)
+        if choice == "function":
+          self._runner = _FunctionRunner(path, tags)
+        else:
+          self._runner = _SessionRunner(path, tags, self.signature_defs,
+                                        session_config, loader)
+        self.loader = choice
+        break
       except Exception as e:  # pylint: disable=broad-except
-        _LOG.warning("model %s version %d: tf.saved_model.load failed (%s); "
-                     "running the MetaGraph in a Session", name, version, e)
-        self._runner = None
-    else:
-      self._runner = None
-    if self._runner is None:
-      self.loader = "session"
-      self._runner = _SessionRunner(path, tags, self.signature_defs,
-                                    session_config)
+        if i + 1 == len(order):
+          raise
+        _LOG.warning("model %s version %d: the %s loader failed (%s); "
+                     "trying the %s loader", name, version, choice, e,
+                     order[i + 1])
     self._queues: dict[str, batching_lib.BatchQueue] = {}
     self._cond = threading.Condition()
     self._in_flight = 0

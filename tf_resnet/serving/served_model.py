@@ -68,6 +68,9 @@ class LifecycleOptions:
       requests finish.
     session_config: a tf.compat.v1.ConfigProto for MetaGraphs run in a
       Session (thread pools), or None.
+    saved_model_runner: how TF2 exports run: "session" (as the C++ server
+      runs every SavedModel) or "function" (tf.saved_model.load); see
+      servable.py.
     release_memory_after_unload: give an unloaded version's freed memory
       back to the system (memory.py: malloc_trim), so RSS comes back.
   """
@@ -81,6 +84,7 @@ class LifecycleOptions:
   allow_version_labels_for_unavailable_models: bool = False
   unload_drain_seconds: float = 30.0
   session_config: Optional[object] = None
+  saved_model_runner: str = "session"
   release_memory_after_unload: bool = True
 
 
@@ -154,7 +158,8 @@ class ServedModel:
       servable = servable_lib.Servable(
           self.name, version, path, self.batching, scheduler=self._scheduler,
           tags=self.lifecycle.saved_model_tags,
-          session_config=self.lifecycle.session_config)
+          session_config=self.lifecycle.session_config,
+          runner=self.lifecycle.saved_model_runner)
       if self.lifecycle.enable_model_warmup:
         servable.warm_up(self.lifecycle.num_request_iterations_for_warmup)
     except Exception as e:  # pylint: disable=broad-except

@@ -73,6 +73,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from tf_resnet.serving import grpc_server
 from tf_resnet.serving import http_server
 from tf_resnet.serving import manager as manager_lib
+from tf_resnet.serving import memory
 from tf_resnet.serving import metrics
 from tf_resnet.serving import model_config
 from tf_resnet.serving import options
@@ -209,6 +210,12 @@ _INTER_OP = flags.DEFINE_integer(
 _SESSION_PARALLELISM = flags.DEFINE_integer(
     "tensorflow_session_parallelism", 0,
     "Both thread pools' size when the two flags above are 0 (0: auto).")
+_SAVED_MODEL_RUNNER = flags.DEFINE_enum(
+    "saved_model_runner", "session", ["session", "function"],
+    "How TF2 SavedModels run: in a Session, as the C++ server runs every "
+    "SavedModel, or as tf.functions (tf.saved_model.load), which holds the "
+    "GIL longer while it loads and so slows the other models' requests "
+    "(docs/serving.md). TF1 exports always run in a Session.")
 _ALLOW_UNAVAILABLE_LABELS = flags.DEFINE_bool(
     "allow_version_labels_for_unavailable_models", False,
     "Allow labels that name versions not yet available (e.g. at start).")
@@ -334,7 +341,8 @@ def _lifecycle() -> manager_lib.LifecycleOptions:
                              _SAVED_MODEL_TAGS.value.split(",") if t.strip()),
       allow_version_labels_for_unavailable_models=(
           _ALLOW_UNAVAILABLE_LABELS.value),
-      session_config=session_config)
+      session_config=session_config,
+      saved_model_runner=_SAVED_MODEL_RUNNER.value)
 
 
 def _log_addresses(log, bind_address: str, port: int,
@@ -425,6 +433,8 @@ def main(argv):
   if _QUIET and not _GPUS:
     log.info("No GPU%s: the models run on the CPU",
              f" (CUDA: {_CUINIT_ERROR})" if _CUINIT_ERROR else "")
+  frozen = memory.freeze_start_up_objects()
+  log.debug("%d start-up objects frozen out of the collector's walks", frozen)
   try:
     server = grpc_server.Server(
         config, port=_PORT.value, bind_address=_BIND_ADDRESS.value,
