@@ -8,7 +8,11 @@ and over). Each arm runs its own server, `--rounds` times, interleaved with
 the other arms; a round is one quiet and one churn phase. Arms:
 
   in process            the server as shipped: A and B share the GIL and
-                        TensorFlow's thread pools.
+                        TensorFlow's thread pools; TF2 exports run in a
+                        Session.
+  function runner       the same with --saved_model_runner=function: B
+                        loads by tf.saved_model.load (the default before
+                        2026-12-07).
   intra-op 1            the same with --tensorflow_intra_op_parallelism=1
                         --tensorflow_inter_op_parallelism=4.
   B in another process  B loads, answers and unloads in a second server;
@@ -58,6 +62,8 @@ from tf_resnet.testing import processes
 _ARMS = {
     # The server as shipped: every model shares TensorFlow's thread pools.
     "in process": ((), False),
+    # tf.saved_model.load: Python rebuilds each function, holding the GIL.
+    "function runner": (("--saved_model_runner=function",), False),
     # Each op runs whole on one thread, so A's ops do not wait behind shards
     # of B's convolutions queued in the shared intra-op pool; 4 inter-op
     # threads let A's ops run beside B's, time-sliced by the kernel.

@@ -15,8 +15,10 @@ it again with a second reload, reading RSS after each. Arms of one run:
 * `malloc_trim Eigen`: as shipped with TF_ENABLE_ONEDNN_OPTS=0, i.e. without
   oneDNN's CPU allocator, whose BFC pool keeps the largest tensors' memory
   (the weights) after they are freed;
-* only with --arms: `jemalloc` (Debian's libjemalloc2 by LD_PRELOAD, freed
-  pages purged at once), `MALLOC_ARENA_MAX=2 no trim`, and `malloc_trim
+* only with --arms: `malloc_trim Eigen function runner` (the same with
+  --saved_model_runner=function: TF2 exports by tf.saved_model.load, the
+  default until 2026-12-07), `jemalloc` (Debian's libjemalloc2 by
+  LD_PRELOAD, freed pages purged at once), `MALLOC_ARENA_MAX=2 no trim`, and `malloc_trim
   oneDNN cache off` (ONEDNN_PRIMITIVE_CACHE_CAPACITY=0).
 
 Rows in JSON also carry the RSS split by mapping (/proc/PID/smaps: the
@@ -75,9 +77,14 @@ _NO_TRIM = ("from tf_resnet.serving import memory\n"
             "from tf_resnet.serving import server\n"
             "server.run()\n")
 _JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+# (name, code, environment, server flags)
 ARMS = (("no trim", _NO_TRIM, {}),
         ("malloc_trim", None, {}),
         ("malloc_trim Eigen", None, {"TF_ENABLE_ONEDNN_OPTS": "0"}),
+        # TF2 exports loaded by tf.saved_model.load, the default until
+        # 2026-12-07 (the Session is the default since).
+        ("malloc_trim Eigen function runner", None,
+         {"TF_ENABLE_ONEDNN_OPTS": "0"}, ("--saved_model_runner=function",)),
         # jemalloc returns freed pages by its own decay (10 s by default);
         # decay 0 purges at once, as malloc_trim does, so one reading fits.
         ("jemalloc", _NO_TRIM, {"LD_PRELOAD": _JEMALLOC,
@@ -119,7 +126,8 @@ def _jpeg(seed: int) -> bytes:
   return tf.io.encode_jpeg(image, quality=90).numpy()
 
 
-def _arm(code, env_extra, tiny: str, big: str, warmup, cycles: int) -> dict:
+def _arm(code, env_extra, tiny: str, big: str, warmup, cycles: int,
+         extra_flags=()) -> dict:
   port = processes.free_port()
   config_path = os.path.join(tempfile.mkdtemp(), "models.config")
   with open(config_path, "w") as f:
@@ -129,7 +137,7 @@ def _arm(code, env_extra, tiny: str, big: str, warmup, cycles: int) -> dict:
           # Warm-up replays every signature's records (ten-crop and
           # multi-scale included): minutes per load on a loaded machine,
           # and the requests below run the model anyway.
-          "--enable_model_warmup=false"]
+          "--enable_model_warmup=false", *extra_flags]
   command = ([sys.executable, "-c", code, *args] if code else
              processes.command("tf_resnet.serving.server", *args))
   env = startup.user_environ(TF_CPP_MIN_LOG_LEVEL="2", **env_extra)
@@ -213,11 +221,11 @@ def main(argv):
   warmup = None
   if _WARMUP.value:  # Another model of the same kind: a copy of the export.
     warmup = shutil.copytree(big, os.path.join(root, "resnet50_warmup"))
-  unknown = set(_ARMS.value) - {name for name, _, _ in ARMS}
+  unknown = set(_ARMS.value) - {arm[0] for arm in ARMS}
   if unknown:
     raise app.UsageError(f"`--arms` has unknown arms: {sorted(unknown)}")
   rows = []
-  for name, code, env_extra in ARMS:
+  for name, code, env_extra, *extra_flags in ARMS:
     if name not in _ARMS.value:
       continue
     if "LD_PRELOAD" in env_extra and not os.path.exists(
@@ -225,7 +233,7 @@ def main(argv):
       raise app.UsageError(f"arm {name!r} needs {env_extra['LD_PRELOAD']} "
                            "(Debian: apt-get install libjemalloc2)")
     rows.append({"arm": name, **_arm(code, env_extra, tiny, big, warmup,
-                                     _CYCLES.value)})
+                                     _CYCLES.value, *extra_flags)})
   context = {"cpu": machine.cpu_model(), "load_average": os.getloadavg()}
 
   def line(r):
