@@ -127,6 +127,9 @@ class ServingMainTest(absltest.TestCase):
     with open(config, "w") as f:
       f.write('model_config_list { config { name: "from_config" '
               f'base_path: "{self.base}" model_platform: "tensorflow" }} }}')
+    session_config = os.path.join(tmp, "session.config")
+    with open(session_config, "w") as f:  # Read, then the threads replaced.
+      f.write("allow_soft_placement: true\nintra_op_parallelism_threads: 7\n")
     batching = os.path.join(tmp, "batching.config")
     with open(batching, "w") as f:  # From TF Serving's batching guide.
       f.write("max_batch_size { value: 128 }\n"
@@ -147,6 +150,7 @@ class ServingMainTest(absltest.TestCase):
         "--enable_batching", f"--batching_parameters_file={batching}",
         "--tensorflow_intra_op_parallelism=1",
         "--tensorflow_inter_op_parallelism=1",
+        f"--tensorflow_session_config_file={session_config}",
         "--grpc_channel_arguments=grpc.max_connection_age_ms=2000",
         "--enable_model_warmup=true", "--max_num_load_retries=5",
         "--load_retry_interval_micros=60000000", "--saved_model_tags=serve",
@@ -224,6 +228,17 @@ class ServingMainTest(absltest.TestCase):
         "--monitoring_config_file=/nonexistent.config")
     self.assertIn("cannot read --monitoring_config_file "
                   "/nonexistent.config", monitoring.stderr)
+    session_config = os.path.join(tempfile.mkdtemp(), "session.config")
+    with open(session_config, "w") as f:
+      f.write("no_such_field: 1\n")
+    bad_session = processes.run(
+        "tf_resnet.serving.server", f"--model_base_path={self.base}",
+        f"--tensorflow_session_config_file={session_config}")
+    self.assertNotEqual(bad_session.returncode, 0)
+    self.assertIn(f"cannot read --tensorflow_session_config_file "
+                  f"{session_config}: 1:1 : Message type "
+                  f"\"tensorflow.ConfigProto\" has no field named "
+                  f"\"no_such_field\"", bad_session.stderr)
     no_image = processes.run("tf_resnet.serving.client", "/nonexistent.jpg")
     self.assertIn("cannot read /nonexistent.jpg", no_image.stderr)
 

@@ -216,6 +216,11 @@ _SAVED_MODEL_RUNNER = flags.DEFINE_enum(
     "SavedModel, or as tf.functions (tf.saved_model.load), which holds the "
     "GIL longer while it loads and so slows the other models' requests "
     "(docs/serving.md). TF1 exports always run in a Session.")
+_SESSION_CONFIG_FILE = flags.DEFINE_string(
+    "tensorflow_session_config_file", "",
+    "A text ConfigProto for the Sessions that run SavedModels; as in TF "
+    "Serving, its thread counts are replaced by the parallelism flags "
+    "(0: TensorFlow chooses).")
 _ALLOW_UNAVAILABLE_LABELS = flags.DEFINE_bool(
     "allow_version_labels_for_unavailable_models", False,
     "Allow labels that name versions not yet available (e.g. at start).")
@@ -240,8 +245,6 @@ _NO_EFFECT = {
     "num_load_threads": "versions load one at a time, in the poller",
     "num_unload_threads": "versions unload one at a time, in the poller",
     "flush_filesystem_caches": "there are no filesystem caches to flush",
-    "tensorflow_session_config_file":
-        "use --tensorflow_intra_op_parallelism / _inter_op_ instead",
     "use_alts_credentials": "ALTS needs Google Cloud; use --ssl_config_file",
     "platform_config_file": "only the tensorflow platform is served",
     "per_process_gpu_memory_fraction": "this server runs on the CPU",
@@ -265,7 +268,6 @@ flags.DEFINE_bool("enable_per_model_batching_parameters", False,
 flags.DEFINE_integer("num_load_threads", 0, "No effect here.")
 flags.DEFINE_integer("num_unload_threads", 0, "No effect here.")
 flags.DEFINE_bool("flush_filesystem_caches", True, "No effect here.")
-flags.DEFINE_string("tensorflow_session_config_file", "", "No effect here.")
 flags.DEFINE_bool("use_alts_credentials", False, "No effect here.")
 flags.DEFINE_string("platform_config_file", "", "No effect here.")
 flags.DEFINE_float("per_process_gpu_memory_fraction", 0.0, "No effect here.")
@@ -319,17 +321,33 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 def _lifecycle() -> manager_lib.LifecycleOptions:
+  """The lifecycle options; the Session config as TF Serving's server.cc.
+
+  Raises:
+    ValueError: an unreadable or malformed session config file.
+  """
   intra = _INTRA_OP.value or _SESSION_PARALLELISM.value
   inter = _INTER_OP.value or _SESSION_PARALLELISM.value
   session_config = None
-  if intra or inter:
+  if intra or inter or _SESSION_CONFIG_FILE.value:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    # Before any op runs, or TensorFlow refuses the change.
-    tf.config.threading.set_intra_op_parallelism_threads(intra)
-    tf.config.threading.set_inter_op_parallelism_threads(inter)
-    session_config = tf.compat.v1.ConfigProto(
-        intra_op_parallelism_threads=intra,
-        inter_op_parallelism_threads=inter)
+    session_config = tf.compat.v1.ConfigProto()
+    if _SESSION_CONFIG_FILE.value:
+      try:
+        with open(_SESSION_CONFIG_FILE.value) as f:
+          text_format.Parse(f.read(), session_config)
+      except (OSError, text_format.ParseError) as e:
+        raise ValueError(f"cannot read --tensorflow_session_config_file "
+                         f"{_SESSION_CONFIG_FILE.value}: {e}") from e
+    # server.cc then sets both thread counts from the flags, whatever the
+    # file said: intra and inter if either is given, else the session
+    # parallelism (0 by default, which lets TensorFlow choose).
+    session_config.intra_op_parallelism_threads = intra
+    session_config.inter_op_parallelism_threads = inter
+    if intra or inter:
+      # Before any op runs, or TensorFlow refuses the change.
+      tf.config.threading.set_intra_op_parallelism_threads(intra)
+      tf.config.threading.set_inter_op_parallelism_threads(inter)
   return manager_lib.LifecycleOptions(
       poll_seconds=max(0.0, _POLL.value),
       max_num_load_retries=max(0, _MAX_NUM_LOAD_RETRIES.value),
@@ -423,6 +441,7 @@ def main(argv):
       with open(_SSL_CONFIG_FILE.value) as f:
         ssl_config = options.parse_ssl(f.read())
     channel_arguments = parse_channel_arguments(_GRPC_CHANNEL_ARGUMENTS.value)
+    lifecycle = _lifecycle()
   except (OSError, ValueError, text_format.ParseError) as e:
     sys.exit(f"error: {e}")
   logging.set_verbosity(logging.WARNING)  # TensorFlow's own chatter.
@@ -441,7 +460,7 @@ def main(argv):
         workers=_GRPC_MAX_THREADS.value,
         max_message_bytes=_MAX_MESSAGE_BYTES.value, batching=batching,
         ssl_config=ssl_config, rest_port=_REST_API_PORT.value or None,
-        lifecycle=_lifecycle(), socket_path=_GRPC_SOCKET_PATH.value or None,
+        lifecycle=lifecycle, socket_path=_GRPC_SOCKET_PATH.value or None,
         channel_arguments=channel_arguments,
         config_file=_MODEL_CONFIG_FILE.value,
         config_file_poll_seconds=_MODEL_CONFIG_FILE_POLL.value,
