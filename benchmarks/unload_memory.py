@@ -18,8 +18,8 @@ it again with a second reload, reading RSS after each. Arms of one run:
 * only with --arms: `malloc_trim Eigen function runner` (the same with
   --saved_model_runner=function: TF2 exports by tf.saved_model.load, the
   default until 2026-12-07), `jemalloc` (Debian's libjemalloc2 by
-  LD_PRELOAD, freed pages purged at once), `MALLOC_ARENA_MAX=2 no trim`, and `malloc_trim
-  oneDNN cache off` (ONEDNN_PRIMITIVE_CACHE_CAPACITY=0).
+  LD_PRELOAD, freed pages purged at once), `MALLOC_ARENA_MAX=2 no trim`,
+  and `malloc_trim oneDNN cache off` (ONEDNN_PRIMITIVE_CACHE_CAPACITY=0).
 
 Rows in JSON also carry the RSS split by mapping (/proc/PID/smaps: the
 [heap], anonymous mappings, file-backed pages) at each reading.
@@ -78,9 +78,9 @@ _NO_TRIM = ("from tf_resnet.serving import memory\n"
             "server.run()\n")
 _JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 # (name, code, environment, server flags)
-ARMS = (("no trim", _NO_TRIM, {}),
-        ("malloc_trim", None, {}),
-        ("malloc_trim Eigen", None, {"TF_ENABLE_ONEDNN_OPTS": "0"}),
+ARMS = (("no trim", _NO_TRIM, {}, ()),
+        ("malloc_trim", None, {}, ()),
+        ("malloc_trim Eigen", None, {"TF_ENABLE_ONEDNN_OPTS": "0"}, ()),
         # TF2 exports loaded by tf.saved_model.load, the default until
         # 2026-12-07 (the Session is the default since).
         ("malloc_trim Eigen function runner", None,
@@ -89,11 +89,12 @@ ARMS = (("no trim", _NO_TRIM, {}),
         # decay 0 purges at once, as malloc_trim does, so one reading fits.
         ("jemalloc", _NO_TRIM, {"LD_PRELOAD": _JEMALLOC,
                                 "MALLOC_CONF": "dirty_decay_ms:0,"
-                                               "muzzy_decay_ms:0"}),
-        ("MALLOC_ARENA_MAX=2 no trim", _NO_TRIM, {"MALLOC_ARENA_MAX": "2"}),
+                                               "muzzy_decay_ms:0"}, ()),
+        ("MALLOC_ARENA_MAX=2 no trim", _NO_TRIM, {"MALLOC_ARENA_MAX": "2"},
+         ()),
         # Diagnosis, not a setting to ship: is what stays oneDNN's cache?
         ("malloc_trim oneDNN cache off", None,
-         {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "0"}))
+         {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "0"}, ()))
 
 
 def _rss_mib(pid: int) -> float:
@@ -126,8 +127,8 @@ def _jpeg(seed: int) -> bytes:
   return tf.io.encode_jpeg(image, quality=90).numpy()
 
 
-def _arm(code, env_extra, tiny: str, big: str, warmup, cycles: int,
-         extra_flags=()) -> dict:
+def _arm(code, env_extra, extra_flags, tiny: str, big: str, warmup,
+         cycles: int) -> dict:
   port = processes.free_port()
   config_path = os.path.join(tempfile.mkdtemp(), "models.config")
   with open(config_path, "w") as f:
@@ -221,19 +222,19 @@ def main(argv):
   warmup = None
   if _WARMUP.value:  # Another model of the same kind: a copy of the export.
     warmup = shutil.copytree(big, os.path.join(root, "resnet50_warmup"))
-  unknown = set(_ARMS.value) - {arm[0] for arm in ARMS}
+  unknown = set(_ARMS.value) - {name for name, _, _, _ in ARMS}
   if unknown:
     raise app.UsageError(f"`--arms` has unknown arms: {sorted(unknown)}")
   rows = []
-  for name, code, env_extra, *extra_flags in ARMS:
+  for name, code, env_extra, extra_flags in ARMS:
     if name not in _ARMS.value:
       continue
     if "LD_PRELOAD" in env_extra and not os.path.exists(
         env_extra["LD_PRELOAD"]):
       raise app.UsageError(f"arm {name!r} needs {env_extra['LD_PRELOAD']} "
                            "(Debian: apt-get install libjemalloc2)")
-    rows.append({"arm": name, **_arm(code, env_extra, tiny, big, warmup,
-                                     _CYCLES.value, *extra_flags)})
+    rows.append({"arm": name, **_arm(code, env_extra, extra_flags, tiny, big,
+                                     warmup, _CYCLES.value)})
   context = {"cpu": machine.cpu_model(), "load_average": os.getloadavg()}
 
   def line(r):

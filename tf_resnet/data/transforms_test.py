@@ -37,12 +37,12 @@ def _chi_square_z(counts: np.ndarray, expected: np.ndarray) -> float:
   return (statistic - dof) / np.sqrt(2 * dof)
 
 
-
 def _lighting_components() -> tuple[tf.Tensor, tf.Tensor]:
   """Eigenvalues and orthonormal eigenvectors for the colour noise's tests."""
   return (tf.constant([0.2, 0.02, 0.002]),
           tf.constant(np.linalg.qr(np.random.RandomState(1).randn(3, 3))[0],
                       tf.float32))
+
 
 class ScaleAugmentationTest(parameterized.TestCase, tf.test.TestCase):
   """Section 3.4 computed from a window equals section 3.4 as written."""

@@ -23,13 +23,6 @@ from tf_resnet.testing import exports
 from tf_resnet.testing import images
 
 
-def _example(image: bytes) -> bytes:
-  example = tf.train.Example()
-  example.features.feature[protocol.IMAGE_FEATURE].bytes_list.value.append(
-      image)
-  return example.SerializeToString()
-
-
 class RunnersAgreeTest(tf.test.TestCase):
 
   @classmethod
@@ -48,7 +41,10 @@ class RunnersAgreeTest(tf.test.TestCase):
       return {alias: np.stack([images.random_pixels(4),
                                images.random_pixels(5)])}
     if alias == "inputs":  # classify: tf.Examples.
-      return {alias: np.array([_example(e) for e in self.encoded], object)}
+      examples = protocol.classify_request(
+          self.encoded, "tiny", "").input.example_list.examples
+      return {alias: np.array([e.SerializeToString() for e in examples],
+                              object)}
     return {alias: np.array(self.encoded, object)}  # Image bytes.
 
   def test_the_default_is_a_session_and_function_can_be_chosen(self):
