@@ -9,14 +9,20 @@ the other arms; a round is one quiet and one churn phase. Arms:
 
   in process            the server as shipped: A and B share the GIL and
                         TensorFlow's thread pools; TF2 exports run in a
-                        Session.
+                        Session; B loads, unloads and builds its executors
+                        on threads at nice 10 (--model_load_niceness).
   function runner       the same with --saved_model_runner=function: B
                         loads by tf.saved_model.load (the default before
                         2026-12-07).
+  loads at nice 0       the same with --model_load_niceness=0: loads in the
+                        calling thread and executor builds in the request's,
+                        at the requests' priority (as tensorflow_model_server;
+                        the default before 2026-12-07, second session).
   intra-op 1            the same with --tensorflow_intra_op_parallelism=1
                         --tensorflow_inter_op_parallelism=4.
   B in another process  B loads, answers and unloads in a second server;
                         the bound of any in-process scheme on this machine.
+  B elsewhere at nice 19  the same, the second server at nice 19.
 
 Prints A's p50/p99 per phase, A's p99 during B's load and during B's
 request, the cores other processes kept busy (`others_cores`: the servers
@@ -24,7 +30,7 @@ and this process excluded), and per arm the median over rounds of churn's
 p99 over the same round's quiet p99 (issue 26's bar: within 1.5).
 
   python benchmarks/load_isolation.py [--rounds=2] [--seconds=30]
-      [--clients=2] [--arms=in process,intra-op 1,B in another process]
+      [--clients=2] [--arms=in process,loads at nice 0,B in another process]
       [--format=json]
 """
 
@@ -59,19 +65,24 @@ from tf_resnet.testing import exports
 from tf_resnet.testing import processes
 # pylint: enable=g-import-not-at-top,g-bad-import-order
 
+# Arm: (server flags, B in a second server, that server's nice value).
 _ARMS = {
     # The server as shipped: every model shares TensorFlow's thread pools.
-    "in process": ((), False),
+    "in process": ((), False, 0),
     # tf.saved_model.load: Python rebuilds each function, holding the GIL.
-    "function runner": (("--saved_model_runner=function",), False),
+    "function runner": (("--saved_model_runner=function",), False, 0),
+    # Loads at the priority of requests, as tensorflow_model_server does.
+    "loads at nice 0": (("--model_load_niceness=0",), False, 0),
     # Each op runs whole on one thread, so A's ops do not wait behind shards
     # of B's convolutions queued in the shared intra-op pool; 4 inter-op
     # threads let A's ops run beside B's, time-sliced by the kernel.
     "intra-op 1": (("--tensorflow_intra_op_parallelism=1",
-                    "--tensorflow_inter_op_parallelism=4"), False),
+                    "--tensorflow_inter_op_parallelism=4"), False, 0),
     # B in a second server process: the same CPU taken from A, no GIL or
     # thread pool shared; what any in-process scheme can at best reach here.
-    "B in another process": ((), True),
+    "B in another process": ((), True, 0),
+    # The same, B's server at nice 19: does CPU priority alone isolate A?
+    "B elsewhere at nice 19": ((), True, 19),
 }
 
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "Quiet/churn pairs per arm.")
@@ -100,7 +111,8 @@ def _cpu_seconds(pid: int) -> float:
 class _Server:
   """The server binary on a free port, serving `models` (name -> base)."""
 
-  def __init__(self, root: str, models: dict[str, str], extra_flags=()):
+  def __init__(self, root: str, models: dict[str, str], extra_flags=(),
+               niceness: int = 0):
     self.port = processes.free_port()
     config_path = os.path.join(root, f"models.{self.port}.config")
     with open(config_path, "w") as f:
@@ -111,7 +123,8 @@ class _Server:
                           "--file_system_poll_wait_seconds=0",
                           "--enable_model_warmup=false", *extra_flags),
         env=startup.user_environ(TF_CPP_MIN_LOG_LEVEL="2"),
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        preexec_fn=(lambda: os.nice(niceness)) if niceness else None)
     self.channel = None
     if "Serving gRPC" not in self.process.stdout.readline():
       self.stop()
@@ -201,11 +214,11 @@ def _phase(a: _Server, b: Optional[_Server], request, churn_args,
 def _round(arm: str, round_: int, root: str, tiny: str, big: str,
            image_a, image_b) -> list[dict]:
   """One quiet and one churn phase of an arm, on servers of its own."""
-  extra_flags, b_elsewhere = _ARMS[arm]
+  extra_flags, b_elsewhere, niceness = _ARMS[arm]
   servers = [_Server(root, {"a": tiny}, extra_flags)]
   try:
     if b_elsewhere:  # B's server serves A too, as A's does during churn.
-      servers.append(_Server(root, {"a": tiny}, extra_flags))
+      servers.append(_Server(root, {"a": tiny}, extra_flags, niceness))
     a, b = servers[0], (servers[1] if b_elsewhere else None)
     request = protocol.classify_request(image_a, "a", "serving_default")
     a.predictions.Classify(request, timeout=120)

@@ -25,6 +25,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from tf_resnet.serving import batching as batching_lib
 from tf_resnet.serving import errors
+from tf_resnet.serving import low_priority
 from tf_resnet.serving import model_config
 from tf_resnet.serving import options
 from tf_resnet.serving import served_model
@@ -74,6 +75,14 @@ class ModelManager:
     self.batching = batching
     self.scheduler = (None if batching is None else batching_lib.Scheduler(
         batching.num_batch_threads, batching.thread_pool_name))
+    # Loads and unloads one at a time, and executor builds (a Session's
+    # first run of a signature) two at a time, below requests' priority.
+    self.load_thread = self.build_threads = None
+    if lifecycle.load_niceness:
+      self.load_thread = low_priority.LowPriorityThreads(
+          lifecycle.load_niceness, lifecycle.session_config)
+      self.build_threads = low_priority.LowPriorityThreads(
+          lifecycle.load_niceness, workers=2, name="executor-build")
     self._models: dict[str, ServedModel] = {}
     self.config = model_server_config_pb2.ModelServerConfig()
     self._lock = threading.Lock()  # Guards _models for readers.
@@ -104,7 +113,8 @@ class ModelManager:
           models[c.name] = existing
         else:
           models[c.name] = ServedModel(c, self.batching, self.lifecycle,
-                                       self.scheduler)
+                                       self.scheduler, self.load_thread,
+                                       self.build_threads)
       for model in models.values():
         model.update()
       with self._lock:

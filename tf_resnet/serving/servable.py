@@ -19,16 +19,19 @@ restores the variables in `Session.run`, which releases the GIL, and leaves
 "function"` is kept for TF2 exports a Session cannot run.
 """
 
+import concurrent.futures
 import logging
 import threading
 import time
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2
 from tensorflow.python.saved_model import loader_impl  # pylint: disable=g-direct-tensorflow-import
 
 from tf_resnet.serving import batching as batching_lib
+from tf_resnet.serving import errors
 from tf_resnet.serving import options
 from tf_resnet.serving import warmup
 
@@ -62,16 +65,28 @@ class _FunctionRunner:
     return {k: v.numpy() for k, v in outputs.items()}
 
 
+# TensorFlow's DataTypeString where it differs from NumPy's dtype name.
+_DATA_TYPE_STRING = {"float32": "float", "float64": "double",
+                     "float16": "half"}
+
+
 class _SessionRunner:
   """A MetaGraph in a tf.compat.v1 Session, signatures run by tensor name.
 
   This is how the C++ server runs every SavedModel (a SavedModelBundle); it
   serves TF1 and Estimator exports, including those tf.saved_model.load
   cannot wrap in functions.
+
+  Each signature (and set of inputs given) runs as a Session callable, made
+  at its first request by `build`: the Session then prunes and optimizes
+  (Grappler) the graph for those feeds and fetches, 0.8-2 s of one core for
+  a ResNet-50 signature here, so `build` may run it on the load thread, at
+  the loads' lower priority (low_priority.py), while the request waits.
   """
 
   def __init__(self, path: str, tags: Sequence[str], signature_defs,
-               session_config=None, loader=None):
+               session_config=None, loader=None,
+               build: Callable[[Callable[[], Any]], Any] = lambda f: f()):
     loader = loader or loader_impl.SavedModelLoader(path)
     self._graph = tf.Graph()
     self._session = tf.compat.v1.Session(graph=self._graph,
@@ -84,26 +99,56 @@ class _SessionRunner:
       loader.restore_variables(self._session, saver)
       loader.run_init_ops(self._session, list(tags))
     self._signature_defs = signature_defs
+    self._build = build
+    self._lock = threading.Lock()
+    self._callables: dict[tuple, concurrent.futures.Future] = {}
+
+  def _callable(self, signature: str, aliases: tuple[str, ...]):
+    """The Session callable of a signature fed `aliases`, made once."""
+    key = (signature, aliases)
+    with self._lock:
+      future = self._callables.get(key)
+      mine = future is None
+      if mine:
+        future = self._callables[key] = concurrent.futures.Future()
+    if mine:
+      sig = self._signature_defs[signature]
+      options = config_pb2.CallableOptions(
+          feed=[sig.inputs[a].name for a in aliases],
+          fetch=[sig.outputs[k].name for k in sig.outputs])
+      try:
+        future.set_result(self._build(
+            lambda: self._session._make_callable_from_options(options)))  # pylint: disable=protected-access
+      except BaseException as e:
+        with self._lock:  # The next request tries again.
+          del self._callables[key]
+        future.set_exception(e)
+    return future.result()
 
   def run(self, signature: str, inputs: dict[str, np.ndarray]
           ) -> dict[str, np.ndarray]:
     sig = self._signature_defs[signature]
-    graph = self._graph
-    feeds = {}
-    for alias, value in inputs.items():
-      tensor = graph.get_tensor_by_name(sig.inputs[alias].name)
-      if tensor.dtype != tf.string:
-        value = np.asarray(value, tensor.dtype.as_numpy_dtype)
-      feeds[tensor.ref()] = value
-    names = list(sig.outputs)
-    fetches = [graph.get_tensor_by_name(sig.outputs[k].name) for k in names]
-    # Session.run refuses a feed whose shape differs from the placeholder's
-    # static shape, a check of the Python client alone: the C++ server does
-    # not make it (kernels see the real shapes, and a [1] tensor fed to a
-    # [None, 1] placeholder runs there). So the step runs below that check.
-    values = self._session._do_run(  # pylint: disable=protected-access
-        None, [], fetches, feeds, None, None)
-    return dict(zip(names, values))
+    aliases = tuple(sorted(inputs))
+    feeds = []
+    for index, alias in enumerate(aliases):
+      value = inputs[alias]
+      dtype = tf.as_dtype(sig.inputs[alias].dtype)
+      if dtype != tf.string:
+        value = np.asarray(value, dtype.as_numpy_dtype)
+      elif np.asarray(value).dtype.kind not in "OSU":
+        # Session::Run's words (FunctionCallFrame::SetArgs); a callable's
+        # own check says "Type mismatch: actual float vs. expect string".
+        got = np.asarray(value).dtype.name
+        raise tf.errors.InvalidArgumentError(None, None, errors.SET_ARGS.format(
+            index=index, expected="string",
+            got=_DATA_TYPE_STRING.get(got, got)))
+      feeds.append(value)
+    # A callable feeds the tensors as they are: like the C++ server, and
+    # unlike Session.run's Python client, it does not refuse a feed whose
+    # shape differs from the placeholder's static shape (kernels see the
+    # real shapes, and a [1] tensor fed to a [None, 1] placeholder runs).
+    values = self._callable(signature, aliases)(*feeds)
+    return dict(zip(sig.outputs, values))
 
 
 RUNNERS = ("session", "function")
@@ -120,7 +165,8 @@ class Servable:
                batching: Optional[options.BatchingParameters] = None, *,
                scheduler: Optional[batching_lib.Scheduler] = None,
                tags: Sequence[str] = ("serve",), session_config=None,
-               runner: str = "session"):
+               runner: str = "session",
+               build: Optional[Callable[[Callable[[], Any]], Any]] = None):
     """Loads a version.
 
     Args:
@@ -133,6 +179,8 @@ class Servable:
       session_config: ConfigProto for a MetaGraph run in a Session.
       runner: how a TF2 export runs, "session" or "function"; if that fails
         to load, the other is tried. TF1 exports always run in a Session.
+      build: runs a Session's executor build (a signature's first run) and
+        returns its result, on another thread say; None: in the request's.
 
     Raises:
       Exception: whatever loading raised (the manager reports it).
@@ -161,7 +209,8 @@ class Servable:
           self._runner = _FunctionRunner(path, tags)
         else:
           self._runner = _SessionRunner(path, tags, self.signature_defs,
-                                        session_config, loader)
+                                        session_config, loader,
+                                        build or (lambda f: f()))
         self.loader = choice
         break
       except Exception as e:  # pylint: disable=broad-except

@@ -37,6 +37,7 @@ from tf_resnet.serving import batching as batching_lib
 from tf_resnet.serving import errors
 from tf_resnet.serving import memory
 from tf_resnet.serving import metrics
+from tf_resnet.serving import low_priority
 from tf_resnet.serving import options
 from tf_resnet.serving import servable as servable_lib
 from tf_resnet.serving import versions as versions_lib
@@ -73,6 +74,10 @@ class LifecycleOptions:
       servable.py.
     release_memory_after_unload: give an unloaded version's freed memory
       back to the system (memory.py: malloc_trim), so RSS comes back.
+    load_niceness: loads and unloads run on one thread whose nice value is
+      raised by this much, so requests to the models serving get the CPU
+      first, and so do a Session's executor builds (low_priority.py; 0: at
+      the requests' priority, as TF Serving).
   """
 
   poll_seconds: float = 1.0
@@ -86,6 +91,7 @@ class LifecycleOptions:
   session_config: Optional[object] = None
   saved_model_runner: str = "session"
   release_memory_after_unload: bool = True
+  load_niceness: int = 0
 
 
 @dataclasses.dataclass
@@ -102,8 +108,12 @@ class ServedModel:
   def __init__(self, config: model_server_config_pb2.ModelConfig,
                batching: Optional[options.BatchingParameters] = None,
                lifecycle: Optional[LifecycleOptions] = None,
-               scheduler: Optional[batching_lib.Scheduler] = None):
+               scheduler: Optional[batching_lib.Scheduler] = None,
+               load_thread: Optional[low_priority.LowPriorityThreads] = None,
+               build_threads: Optional[low_priority.LowPriorityThreads] = None):
     self.config = config
+    self._load_thread = load_thread
+    self._build_threads = build_threads
     self.batching = batching
     self.lifecycle = lifecycle or LifecycleOptions()
     self._scheduler = scheduler
@@ -151,6 +161,15 @@ class ServedModel:
           self._unload(version)
 
   def _load(self, version: int, path: str) -> None:
+    self._on_load_thread(self._load_now, version, path)
+
+  def _on_load_thread(self, fn, *args) -> None:
+    if self._load_thread is None:
+      fn(*args)
+    else:
+      self._load_thread.run(fn, *args)
+
+  def _load_now(self, version: int, path: str) -> None:
     if version not in self._failures:
       self.status[version] = VersionStatus(State.START)
     self.status[version] = VersionStatus(State.LOADING)
@@ -159,7 +178,8 @@ class ServedModel:
           self.name, version, path, self.batching, scheduler=self._scheduler,
           tags=self.lifecycle.saved_model_tags,
           session_config=self.lifecycle.session_config,
-          runner=self.lifecycle.saved_model_runner)
+          runner=self.lifecycle.saved_model_runner,
+          build=self._build_threads and self._build_threads.run)
       if self.lifecycle.enable_model_warmup:
         servable.warm_up(self.lifecycle.num_request_iterations_for_warmup)
     except Exception as e:  # pylint: disable=broad-except
@@ -195,6 +215,11 @@ class ServedModel:
         State.END, grpc.StatusCode.UNKNOWN.value[0], message)
 
   def _unload(self, version: int) -> None:
+    # The servable's last reference goes on the load thread, so its Session
+    # closes and its memory is collected and trimmed there.
+    self._on_load_thread(self._unload_now, version)
+
+  def _unload_now(self, version: int) -> None:
     self.status[version] = VersionStatus(State.UNLOADING)
     with self._lock:
       servable = self._servables.pop(version, None)

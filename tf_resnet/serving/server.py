@@ -216,6 +216,12 @@ _SAVED_MODEL_RUNNER = flags.DEFINE_enum(
     "SavedModel, or as tf.functions (tf.saved_model.load), which holds the "
     "GIL longer while it loads and so slows the other models' requests "
     "(docs/serving.md). TF1 exports always run in a Session.")
+_MODEL_LOAD_NICENESS = flags.DEFINE_integer(
+    "model_load_niceness", 10,
+    "Model loads and unloads run on one thread whose nice value is raised by "
+    "this much (Linux), so requests to the models already serving get the "
+    "CPU first (docs/serving.md); 0 loads at the requests' priority, as "
+    "tensorflow_model_server does.", lower_bound=0, upper_bound=19)
 _SESSION_CONFIG_FILE = flags.DEFINE_string(
     "tensorflow_session_config_file", "",
     "A text ConfigProto for the Sessions that run SavedModels; as in TF "
@@ -242,8 +248,10 @@ _VERSION = flags.DEFINE_bool("version", False, "Print the versions and exit.")
 _NO_EFFECT = {
     "enable_per_model_batching_parameters":
         "one BatchingParameters applies to every model",
-    "num_load_threads": "versions load one at a time, in the poller",
-    "num_unload_threads": "versions unload one at a time, in the poller",
+    "num_load_threads": "versions load one at a time, on one low-priority "
+                        "thread (--model_load_niceness)",
+    "num_unload_threads": "versions unload one at a time, on the load "
+                          "thread (--model_load_niceness)",
     "flush_filesystem_caches": "there are no filesystem caches to flush",
     "use_alts_credentials": "ALTS needs Google Cloud; use --ssl_config_file",
     "platform_config_file": "only the tensorflow platform is served",
@@ -360,7 +368,8 @@ def _lifecycle() -> manager_lib.LifecycleOptions:
       allow_version_labels_for_unavailable_models=(
           _ALLOW_UNAVAILABLE_LABELS.value),
       session_config=session_config,
-      saved_model_runner=_SAVED_MODEL_RUNNER.value)
+      saved_model_runner=_SAVED_MODEL_RUNNER.value,
+      load_niceness=_MODEL_LOAD_NICENESS.value)
 
 
 def _log_addresses(log, bind_address: str, port: int,
