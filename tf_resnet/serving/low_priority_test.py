@@ -17,7 +17,7 @@ from tf_resnet.serving import low_priority
 
 # Loads a tiny export through a ModelManager, answers a request from the
 # main thread, and reports every thread's name and nice value and which
-# thread ran the load.
+# threads ran the load and built the signature's executor.
 _PROBE = textwrap.dedent("""
     import json, os, sys, threading
     from tf_resnet import startup
@@ -32,6 +32,13 @@ _PROBE = textwrap.dedent("""
       loaded_on.append(threading.get_native_id())
       original(self, *args, **kwargs)
     servable.Servable.__init__ = spy
+    import tensorflow as tf
+    built_on = []
+    make_callable = tf.compat.v1.Session._make_callable_from_options
+    def build_spy(self, options):
+      built_on.append(threading.get_native_id())
+      return make_callable(self, options)
+    tf.compat.v1.Session._make_callable_from_options = build_spy
 
     version = exports.tiny_export()
     models = manager.ModelManager(
@@ -52,6 +59,8 @@ _PROBE = textwrap.dedent("""
         "main_nice": os.getpriority(os.PRIO_PROCESS, 0),
         "load_nice": os.getpriority(os.PRIO_PROCESS, loaded_on[0]),
         "loaded_on_main": loaded_on[0] == threading.get_native_id(),
+        "build_nice": os.getpriority(os.PRIO_PROCESS, built_on[0]),
+        "built_on_main": built_on[0] == threading.get_native_id(),
         "answered": sorted(out)}))
 """)
 
@@ -73,6 +82,10 @@ class LoadThreadTest(tf.test.TestCase):
     base = figures["main_nice"]  # The test may itself run niced.
     self.assertFalse(figures["loaded_on_main"])
     self.assertEqual(figures["load_nice"], min(19, base + 10))
+    # The signature's executor, built at its first request, on another
+    # niced thread while the request waited.
+    self.assertFalse(figures["built_on_main"])
+    self.assertEqual(figures["build_nice"], min(19, base + 10))
     self.assertNotEmpty(figures["answered"])
     # TensorFlow's inter-op pool (the threads that run every request's
     # ops) was made before the load thread, at the requests' priority.
@@ -84,6 +97,7 @@ class LoadThreadTest(tf.test.TestCase):
   def test_niceness_0_loads_in_the_callers_thread_as_tf_serving(self):
     figures = _probe(0)
     self.assertTrue(figures["loaded_on_main"])
+    self.assertTrue(figures["built_on_main"])
     self.assertEqual({nice for _, nice in figures["threads"]},
                      {figures["main_nice"]})
 
