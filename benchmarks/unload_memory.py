@@ -85,6 +85,10 @@ ARMS = (("no trim", _NO_TRIM, {}, ()),
         # 2026-12-07 (the Session is the default since).
         ("malloc_trim Eigen function runner", None,
          {"TF_ENABLE_ONEDNN_OPTS": "0"}, ("--saved_model_runner=function",)),
+        # Loads and unloads in the calling thread, as before 2026-12-07's
+        # load thread (glibc gives each thread an arena of its own).
+        ("malloc_trim Eigen loads at nice 0", None,
+         {"TF_ENABLE_ONEDNN_OPTS": "0"}, ("--model_load_niceness=0",)),
         # jemalloc returns freed pages by its own decay (10 s by default);
         # decay 0 purges at once, as malloc_trim does, so one reading fits.
         ("jemalloc", _NO_TRIM, {"LD_PRELOAD": _JEMALLOC,
