@@ -58,6 +58,11 @@ class CifarExportTest(tf.test.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     rng = np.random.RandomState(0)
+    # A fixed network: some random ones saturate the test images'
+    # probabilities to one-hot, where bfloat16 and float32 agree to 1e-10
+    # and the bfloat16 test could not tell them apart (seeds 0-7 of this
+    # network: 1e-10 to 0.02; this one 0.02).
+    tf.random.set_seed(1)
     cls.net = _settle(resnet.cifar_resnet(8), 32)
     cls.mean = rng.uniform(50, 200, [32, 32, 3]).astype(np.float32)
     cls.labels = [f"class_{i}" for i in range(10)]
