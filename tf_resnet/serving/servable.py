@@ -80,7 +80,7 @@ class _SessionRunner:
   Each signature (and set of inputs given) runs as a Session callable, made
   at its first request by `build`: the Session then prunes and optimizes
   (Grappler) the graph for those feeds and fetches, 0.8-2 s of one core for
-  a ResNet-50 signature here, so `build` may run it on the load thread, at
+  a ResNet-50 signature here, so `build` may run it on another thread, at
   the loads' lower priority (low_priority.py), while the request waits.
   """
 
@@ -113,12 +113,12 @@ class _SessionRunner:
         future = self._callables[key] = concurrent.futures.Future()
     if mine:
       sig = self._signature_defs[signature]
-      options = config_pb2.CallableOptions(
+      callable_options = config_pb2.CallableOptions(
           feed=[sig.inputs[a].name for a in aliases],
           fetch=[sig.outputs[k].name for k in sig.outputs])
+      make = self._session._make_callable_from_options  # pylint: disable=protected-access
       try:
-        future.set_result(self._build(
-            lambda: self._session._make_callable_from_options(options)))  # pylint: disable=protected-access
+        future.set_result(self._build(lambda: make(callable_options)))
       except BaseException as e:
         with self._lock:  # The next request tries again.
           del self._callables[key]
@@ -131,17 +131,17 @@ class _SessionRunner:
     aliases = tuple(sorted(inputs))
     feeds = []
     for index, alias in enumerate(aliases):
-      value = inputs[alias]
       dtype = tf.as_dtype(sig.inputs[alias].dtype)
       if dtype != tf.string:
-        value = np.asarray(value, dtype.as_numpy_dtype)
-      elif np.asarray(value).dtype.kind not in "OSU":
+        feeds.append(np.asarray(inputs[alias], dtype.as_numpy_dtype))
+        continue
+      value = np.asarray(inputs[alias])
+      if value.dtype.kind not in "OSU":
         # Session::Run's words (FunctionCallFrame::SetArgs); a callable's
         # own check says "Type mismatch: actual float vs. expect string".
-        got = np.asarray(value).dtype.name
+        got = _DATA_TYPE_STRING.get(value.dtype.name, value.dtype.name)
         raise tf.errors.InvalidArgumentError(None, None, errors.SET_ARGS.format(
-            index=index, expected="string",
-            got=_DATA_TYPE_STRING.get(got, got)))
+            index=index, expected="string", got=got))
       feeds.append(value)
     # A callable feeds the tensors as they are: like the C++ server, and
     # unlike Session.run's Python client, it does not refuse a feed whose

@@ -35,9 +35,9 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from tf_resnet.serving import batching as batching_lib
 from tf_resnet.serving import errors
+from tf_resnet.serving import low_priority
 from tf_resnet.serving import memory
 from tf_resnet.serving import metrics
-from tf_resnet.serving import low_priority
 from tf_resnet.serving import options
 from tf_resnet.serving import servable as servable_lib
 from tf_resnet.serving import versions as versions_lib
