@@ -23,6 +23,10 @@ the other arms; a round is one quiet and one churn phase. Arms:
   B in another process  B loads, answers and unloads in a second server;
                         the bound of any in-process scheme on this machine.
   B elsewhere at nice 19  the same, the second server at nice 19.
+  baseline tree         the server as shipped by another checkout
+                        (`--baseline_tree`, a git worktree of an earlier
+                        commit, say): a change measured against its parent
+                        in one run.
 
 Prints A's p50/p99 per phase, A's p99 during B's load and during B's
 request, the cores other processes kept busy (`others_cores`: the servers
@@ -31,6 +35,7 @@ p99 over the same round's quiet p99 (issue 26's bar: within 1.5).
 
   python benchmarks/load_isolation.py [--rounds=2] [--seconds=30]
       [--clients=2] [--arms=in process,loads at nice 0,B in another process]
+      [--baseline_tree=PATH --arms="in process,baseline tree"]
       [--format=json]
 """
 
@@ -83,6 +88,8 @@ _ARMS = {
     "B in another process": ((), True, 0),
     # The same, B's server at nice 19: does CPU priority alone isolate A?
     "B elsewhere at nice 19": ((), True, 19),
+    # The server of --baseline_tree, as it shipped there.
+    "baseline tree": ((), False, 0),
 }
 
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "Quiet/churn pairs per arm.")
@@ -91,6 +98,9 @@ _CLIENTS = flags.DEFINE_integer("clients", 2, "Clients of model A.")
 _ARMS_FLAG = flags.DEFINE_list("arms", list(_ARMS), "Arms to run, of: "
                                + ", ".join(_ARMS) + ".")
 _FORMAT = flags.DEFINE_enum("format", "table", ["table", "json"], "Output.")
+_BASELINE_TREE = flags.DEFINE_string(
+    "baseline_tree", None, "A checkout whose server the `baseline tree` arm "
+    "runs (its tf_resnet first on PYTHONPATH).")
 
 
 def _export_resnet50(base: str) -> None:
@@ -112,7 +122,7 @@ class _Server:
   """The server binary on a free port, serving `models` (name -> base)."""
 
   def __init__(self, root: str, models: dict[str, str], extra_flags=(),
-               niceness: int = 0):
+               niceness: int = 0, tree: Optional[str] = None):
     self.port = processes.free_port()
     config_path = os.path.join(root, f"models.{self.port}.config")
     with open(config_path, "w") as f:
@@ -122,7 +132,8 @@ class _Server:
                           f"--model_config_file={config_path}",
                           "--file_system_poll_wait_seconds=0",
                           "--enable_model_warmup=false", *extra_flags),
-        env=startup.user_environ(TF_CPP_MIN_LOG_LEVEL="2"),
+        env=startup.user_environ(TF_CPP_MIN_LOG_LEVEL="2",
+                                 **({"PYTHONPATH": tree} if tree else {})),
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         preexec_fn=(lambda: os.nice(niceness)) if niceness else None)
     self.channel = None
@@ -215,7 +226,8 @@ def _round(arm: str, round_: int, root: str, tiny: str, big: str,
            image_a, image_b) -> list[dict]:
   """One quiet and one churn phase of an arm, on servers of its own."""
   extra_flags, b_elsewhere, niceness = _ARMS[arm]
-  servers = [_Server(root, {"a": tiny}, extra_flags)]
+  tree = _BASELINE_TREE.value if arm == "baseline tree" else None
+  servers = [_Server(root, {"a": tiny}, extra_flags, tree=tree)]
   try:
     if b_elsewhere:  # B's server serves A too, as A's does during churn.
       servers.append(_Server(root, {"a": tiny}, extra_flags, niceness))
@@ -236,6 +248,11 @@ def main(argv):
     if arm not in _ARMS:
       raise app.UsageError(f"`--arms`: unknown arm {arm!r}, not one of "
                            f"{list(_ARMS)}")
+  if "baseline tree" in _ARMS_FLAG.value and not (
+      _BASELINE_TREE.value and os.path.isdir(
+          os.path.join(_BASELINE_TREE.value, "tf_resnet"))):
+    raise app.UsageError("the `baseline tree` arm needs `--baseline_tree`, "
+                         "a checkout holding tf_resnet/")
   root = tempfile.mkdtemp()
   tiny = os.path.join(root, "tiny")
   exports.tiny_export(tiny)

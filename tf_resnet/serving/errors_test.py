@@ -64,8 +64,7 @@ class TensorflowMessageTest(tf.test.TestCase):
         "small": module.small, "parse": module.parse})
     graph = servable._meta_graph(path, ["serve"])  # pylint: disable=protected-access
     cls.function = servable._FunctionRunner(path, ["serve"])  # pylint: disable=protected-access
-    cls.session = servable._SessionRunner(path, ["serve"],  # pylint: disable=protected-access
-                                          graph.signature_def)
+    cls.session = servable._SessionRunner(path, graph, graph.signature_def)  # pylint: disable=protected-access
 
   def assertSameAsSession(self, signature, inputs, expected):
     eager = _message(self.function, signature, inputs)

@@ -12,9 +12,10 @@ server is one Python process, and a load holds the GIL wherever TensorFlow's
 Python holds it, which stalls every other model's requests (TF Serving #1866).
 `tf.saved_model.load` rebuilds each of the export's functions in Python
 (a ResNet-50 export: 128,000 Python objects, GIL holds of 45-195 ms, 3.3-4.3
-s); the Session loader imports the GraphDef once (one ~140 ms hold, 2.6 s),
-restores the variables in `Session.run`, which releases the GIL, and leaves
-3,400 objects for the collector at unload. Outputs are the same to the bit
+s); `session_loader` loads the MetaGraph as TF Serving's C++ loader does,
+with no Python object per node (one ~60 ms hold for the nodes' import),
+restores the variables in a Session run, which releases the GIL, and leaves
+the collector next to nothing at unload. Outputs are the same to the bit
 (servable_test); docs/performance.md has the measurements. `runner=
 "function"` is kept for TF2 exports a Session cannot run.
 """
@@ -33,6 +34,7 @@ from tensorflow.python.saved_model import loader_impl  # pylint: disable=g-direc
 from tf_resnet.serving import batching as batching_lib
 from tf_resnet.serving import errors
 from tf_resnet.serving import options
+from tf_resnet.serving import session_loader
 from tf_resnet.serving import warmup
 
 _LOG = logging.getLogger("tf_resnet.serving")
@@ -84,20 +86,10 @@ class _SessionRunner:
   the loads' lower priority (low_priority.py), while the request waits.
   """
 
-  def __init__(self, path: str, tags: Sequence[str], signature_defs,
-               session_config=None, loader=None,
+  def __init__(self, path: str, meta_graph, signature_defs,
+               session_config=None,
                build: Callable[[Callable[[], Any]], Any] = lambda f: f()):
-    loader = loader or loader_impl.SavedModelLoader(path)
-    self._graph = tf.Graph()
-    self._session = tf.compat.v1.Session(graph=self._graph,
-                                         config=session_config)
-    # tf.compat.v1.saved_model.load's steps, on the SavedModel the caller
-    # parsed (it would parse saved_model.pb twice more, holding the GIL, and
-    # log its deprecation notice).
-    with self._graph.as_default():
-      saver, _ = loader.load_graph(self._graph, list(tags))
-      loader.restore_variables(self._session, saver)
-      loader.run_init_ops(self._session, list(tags))
+    self._session = session_loader.load(path, meta_graph, session_config)
     self._signature_defs = signature_defs
     self._build = build
     self._lock = threading.Lock()
@@ -192,15 +184,13 @@ class Servable:
     self._scheduler = scheduler
     if batching is not None and scheduler is None:
       raise ValueError("`batching` needs the shared `scheduler`")
-    loader = loader_impl.SavedModelLoader(path)  # Parses saved_model.pb.
-    graph = _meta_graph(path, tags, loader.saved_model)
+    graph = _meta_graph(path, tags)  # Parses saved_model.pb.
     self.signature_defs = {k: v for k, v in graph.signature_def.items()
                            if not k.startswith("__")}
     if runner not in RUNNERS:
       raise ValueError(f"runner {runner!r} is not one of {RUNNERS}")
     # Only TF2's tf.saved_model.save writes an object graph to load.
     tf2 = bool(graph.object_graph_def.nodes)
-    del graph
     order = (runner, *(r for r in RUNNERS if r != runner)) if tf2 else (
         "session",)
     for i, choice in enumerate(order):
@@ -208,8 +198,8 @@ class Servable:
         if choice == "function":
           self._runner = _FunctionRunner(path, tags)
         else:
-          self._runner = _SessionRunner(path, tags, self.signature_defs,
-                                        session_config, loader,
+          self._runner = _SessionRunner(path, graph, self.signature_defs,
+                                        session_config,
                                         build or (lambda f: f()))
         self.loader = choice
         break
