@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from tf_resnet.serving import errors
 from tf_resnet.serving import servable
+from tf_resnet.serving import session_loader
 
 
 class _Checks(tf.Module):
@@ -62,7 +63,7 @@ class TensorflowMessageTest(tf.test.TestCase):
     module = _Checks()
     tf.saved_model.save(module, path, signatures={
         "small": module.small, "parse": module.parse})
-    graph = servable._meta_graph(path, ["serve"])  # pylint: disable=protected-access
+    graph = session_loader.meta_graph(path, ["serve"])
     cls.function = servable._FunctionRunner(path, ["serve"])  # pylint: disable=protected-access
     cls.session = servable._SessionRunner(path, graph, graph.signature_def)  # pylint: disable=protected-access
 

@@ -29,7 +29,6 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2
-from tensorflow.python.saved_model import loader_impl  # pylint: disable=g-direct-tensorflow-import
 
 from tf_resnet.serving import batching as batching_lib
 from tf_resnet.serving import errors
@@ -38,19 +37,6 @@ from tf_resnet.serving import session_loader
 from tf_resnet.serving import warmup
 
 _LOG = logging.getLogger("tf_resnet.serving")
-
-
-def _meta_graph(path: str, tags: Sequence[str], saved_model=None):
-  """The MetaGraphDef for `tags` of the SavedModel at `path` (or parsed)."""
-  if saved_model is None:
-    saved_model = loader_impl.parse_saved_model(path)  # .pb or .pbtxt
-  for graph in saved_model.meta_graphs:
-    if set(graph.meta_info_def.tags) == set(tags):
-      return graph
-  available = [sorted(g.meta_info_def.tags) for g in saved_model.meta_graphs]
-  raise ValueError(f"Could not find meta graph def matching supplied tags: "
-                   f"{{ {' '.join(sorted(tags))} }} in {path}; available: "
-                   f"{available}")
 
 
 class _FunctionRunner:
@@ -184,7 +170,7 @@ class Servable:
     self._scheduler = scheduler
     if batching is not None and scheduler is None:
       raise ValueError("`batching` needs the shared `scheduler`")
-    graph = _meta_graph(path, tags)  # Parses saved_model.pb.
+    graph = session_loader.meta_graph(path, tags)  # Parses saved_model.pb.
     self.signature_defs = {k: v for k, v in graph.signature_def.items()
                            if not k.startswith("__")}
     if runner not in RUNNERS:

@@ -3,9 +3,9 @@
 The steps are those of tensorflow/cc/saved_model/loader.cc
 (LoadSavedModelInternal), the loader behind tensorflow_model_server's
 SavedModelBundle: import the MetaGraph's GraphDef; if it has a saver, run
-its restore op fed the variables' path; then run the init op (the `__saved_model_init_op`
-signature's, else the `saved_model_main_op` or `legacy_init_op`
-collection's) fed the assets' paths.
+its restore op fed the variables' path; then run the init op (the
+`__saved_model_init_op` signature's, else the `saved_model_main_op` or
+`legacy_init_op` collection's) fed the assets' paths.
 
 Why not `tf.compat.v1.saved_model.load`, which does the same: it builds the
 Python side of the graph as well, a Python `Operation` for every node
@@ -22,7 +22,7 @@ nothing to walk.
 """
 
 import os
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -31,12 +31,25 @@ from tensorflow.core.protobuf import config_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.python.client import pywrap_tf_session as c_api  # pylint: disable=g-direct-tensorflow-import
 from tensorflow.python.framework import c_api_util  # pylint: disable=g-direct-tensorflow-import
+from tensorflow.python.saved_model import loader_impl  # pylint: disable=g-direct-tensorflow-import
 
 # tensorflow/cc/saved_model/constants.h
 INIT_OP_SIGNATURE_KEY = "__saved_model_init_op"
 MAIN_OP_KEY = "saved_model_main_op"
 LEGACY_INIT_OP_KEY = "legacy_init_op"
 ASSETS_KEY = "saved_model_assets"
+
+
+def meta_graph(path: str, tags: Sequence[str]) -> meta_graph_pb2.MetaGraphDef:
+  """The MetaGraphDef for `tags` of the SavedModel at `path`."""
+  saved_model = loader_impl.parse_saved_model(path)  # .pb or .pbtxt
+  for graph in saved_model.meta_graphs:
+    if set(graph.meta_info_def.tags) == set(tags):
+      return graph
+  available = [sorted(g.meta_info_def.tags) for g in saved_model.meta_graphs]
+  raise ValueError(f"Could not find meta graph def matching supplied tags: "
+                   f"{{ {' '.join(sorted(tags))} }} in {path}; available: "
+                   f"{available}")
 
 
 def import_graph_def(graph: tf.Graph, graph_def: graph_pb2.GraphDef) -> None:

@@ -14,7 +14,6 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
-from tensorflow.python.saved_model import loader_impl  # pylint: disable=g-direct-tensorflow-import
 
 from tf_resnet.serving import session_loader
 
@@ -65,8 +64,7 @@ def _run(session, signature_def, inputs):
 
 
 def _meta_graph(path):
-  meta_graph, = loader_impl.parse_saved_model(path).meta_graphs
-  return meta_graph
+  return session_loader.meta_graph(path, ["serve"])
 
 
 class Tf1ExportTest(tf.test.TestCase):
